@@ -1,0 +1,53 @@
+"""clm: continuous interpolation of LoRA endpoints (Kangaslahti & Alvarez-Melis, TMLR 2025).
+
+    import clm
+    model, tokenizer = clm.load_base("smollm2-135m")
+    ends = clm.Endpoints.load("endpoints/smollm2-135m")
+    im = clm.InterpolatedModel(model, tokenizer, ends)
+    outs = im.generate(["Once upon a time"], weights=clm.Weights(alpha={"sentiment": 0.8}))
+
+Heavy modules (torch, transformers) load on first use, so ``import clm`` stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from .errors import ClmError, ConfigError, DataError, EndpointsError, ModelError, WeightsError
+from .weights import Weights
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_base": "clm.models",
+    "BaseInfo": "clm.models",
+    "Endpoints": "clm.endpoints",
+    "read_adapter": "clm.endpoints",
+    "InterpolatedModel": "clm.engine",
+    "Generation": "clm.engine",
+}
+
+__all__ = [
+    "ClmError",
+    "ConfigError",
+    "DataError",
+    "EndpointsError",
+    "ModelError",
+    "WeightsError",
+    "Weights",
+    *_LAZY,
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .endpoints import Endpoints, read_adapter
+    from .engine import Generation, InterpolatedModel
+    from .models import BaseInfo, load_base
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'clm' has no attribute {name!r}")
