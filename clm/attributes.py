@@ -1,0 +1,27 @@
+"""The paper's five style attributes, their poles and data sources (see ../shared/data/README.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    low: str  # pole 0
+    high: str  # pole 1
+    source: str  # the paper's source (the endpoints' training data)
+    second: str  # the attribute directory of a second, broader source (for scorers)
+
+
+ATTRIBUTES: dict[str, Attribute] = {
+    a.name: a
+    for a in (
+        Attribute("sentiment", "negative", "positive", "SST-2", "sentiment-tweets"),
+        Attribute("politeness", "impolite", "polite", "Madaan et al. 2020 P_0 / P_9", "politeness-requests"),
+        Attribute("formality", "informal", "formal", "GYAFC (Family & Relationships subset)", "formality-genre"),
+        Attribute("simplicity", "complex", "simple", "novels / TinyStories", "simplicity-levels"),
+        Attribute("humor", "non-humorous", "humorous", "FlickrStyle", "humor-jokes"),
+    )
+}
+NAMES: tuple[str, ...] = tuple(ATTRIBUTES)

@@ -1,0 +1,106 @@
+"""Reading text data: local .txt / .jsonl / .csv / .tsv files, with one-line errors.
+
+``read_texts`` is the one reader every part of clm uses for local files (training corpora,
+scorer data, prompts). Paths always come from parameters: nothing here knows where the shared
+data lives.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from .errors import DataError
+
+
+def _read_utf8(path: Path) -> str:
+    if not path.is_file():
+        raise DataError(f"data file {str(path)!r} does not exist")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"data file {str(path)!r} is not UTF-8 (byte {err.start}: {err.reason})") from None
+
+
+def read_texts(
+    path: str | os.PathLike,
+    field: str | None = None,
+    label_column: str | None = None,
+    label_value: str | None = None,
+    limit: int | None = None,
+) -> list[str]:
+    """Read non-empty texts from a local file.
+
+    Args:
+        path: a ``.txt`` (one text per line), ``.jsonl`` (one object per line), ``.csv`` or
+            ``.tsv`` file.
+        field: the JSON field or CSV column holding the text. Defaults: ``text`` for .jsonl
+            (``prompt`` if there is no ``text``), ``text`` for .csv/.tsv.
+        label_column, label_value: for .jsonl/.csv/.tsv, keep only rows whose
+            ``label_column`` equals ``label_value`` (compared as strings).
+        limit: keep at most this many texts (the first ones).
+
+    Returns:
+        The texts, stripped, empty ones dropped. Raises :class:`DataError` on a missing,
+        non-UTF-8 or empty file, an unknown field, or a label filter that selects nothing.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in (".txt", ".jsonl", ".csv", ".tsv"):
+        raise DataError(f"data file {str(p)!r} has unsupported type {suffix or '(none)'!r}; use .txt, .jsonl, .csv or .tsv")
+    if (label_column is None) != (label_value is None):
+        raise DataError("label_column and label_value must be given together")
+    raw = _read_utf8(p)
+    if suffix == ".txt":
+        if label_column is not None:
+            raise DataError(f"a label filter needs a .jsonl/.csv/.tsv file, got {str(p)!r}")
+        texts = [line.strip() for line in raw.splitlines()]
+    elif suffix == ".jsonl":
+        rows = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    raise DataError(f"{str(p)!r} line {n} is not valid JSON") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{str(p)!r} line {n} is not a JSON object")
+                rows.append(row)
+        texts = _select(rows, p, field, label_column, label_value, default=("text", "prompt"))
+    else:
+        reader = csv.DictReader(io.StringIO(raw), delimiter="\t" if suffix == ".tsv" else ",")
+        rows = list(reader)
+        texts = _select(rows, p, field, label_column, label_value, default=("text",), columns=reader.fieldnames)
+    texts = [t.strip() for t in texts if isinstance(t, str) and t.strip()]
+    if not texts:
+        raise DataError(f"data file {str(p)!r} holds no texts")
+    return texts[:limit] if limit is not None else texts
+
+
+def _select(rows, path, field, label_column, label_value, default, columns=None) -> list[str]:
+    if not rows:
+        raise DataError(f"data file {str(path)!r} is empty")
+    keys = list(columns) if columns is not None else sorted({k for r in rows for k in r})
+    if field is None:
+        field = next((d for d in default if d in keys), None)
+        if field is None:
+            raise DataError(f"{str(path)!r} has no {' or '.join(map(repr, default))} field; pick one of {keys}")
+    elif field not in keys:
+        raise DataError(f"{str(path)!r} has no field {field!r}; fields: {keys}")
+    if label_column is not None:
+        if label_column not in keys:
+            raise DataError(f"{str(path)!r} has no label column {label_column!r}; fields: {keys}")
+        rows = [r for r in rows if str(r.get(label_column)) == str(label_value)]
+        if not rows:
+            raise DataError(f"label filter {label_column}={label_value!r} selects no rows of {str(path)!r}")
+    return [r.get(field) for r in rows]
+
+
+def attribute_file(data_dir: str | os.PathLike, attribute: str, pole: str, split: str) -> Path:
+    """``<data_dir>/attributes/<attribute>/<pole>.<split>.jsonl`` (the shared data's layout)."""
+    if split not in ("train", "test"):
+        raise DataError(f"split must be 'train' or 'test', got {split!r}")
+    return Path(data_dir) / "attributes" / attribute / f"{pole}.{split}.jsonl"
