@@ -1,0 +1,125 @@
+"""What every notebook of the book shares: its parameters, their validation, and the run dir.
+
+Each notebook's ``parameters`` cell sets a few literals (``preset``, ``model``, ``data_dir``,
+``run_dir``, ``seed``, plus its own); the next cell calls :func:`setup`, which validates them
+with one-line errors and derives every other setting from the preset. Notebooks share results
+only through files in the run dir::
+
+    <run_dir>/endpoints/          the endpoints (clm.Endpoints) the experiments use
+    <run_dir>/train/              training checkpoints and logs, per attribute and pole
+    <run_dir>/scorers/            scorer heads trained in this run (else the shipped ones)
+    <run_dir>/tables/             tidy sweep tables (Parquet)
+    <run_dir>/metrics/<nb>.json   each notebook's key numbers, for tests and later chapters
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The scale of a run. Everything else in a notebook is derived from it."""
+
+    name: str
+    model: str  # default base model
+    train_preset: str  # clm.train preset
+    n_prompts: int  # WritingPrompts prompts per setting
+    samples: int  # continuations per prompt
+    max_new_tokens: int
+    alpha_grid: tuple[float, float, float]  # start, stop, step
+    ppl_max_tokens: int | None  # WikiText-2 tokens for perplexity (None: all)
+    batch_size: int
+    note: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset("tiny", "pico", "tiny", 3, 1, 8, (-1.0, 2.0, 1.0), 2048, 8, "pico model; for tests: minutes on 2 cores"),
+    "cpu": Preset("cpu", "smollm2-135m", "cpu", 100, 2, 32, (-1.0, 2.0, 0.25), 16384, 32, "embedded default on 2 CPU cores"),
+    "gpu": Preset("gpu", "smollm2-135m", "paper", 1000, 3, 32, (-1.0, 2.0, 0.25), None, 128, "the paper's scale on one CUDA GPU"),
+}
+
+
+def default_data_dir() -> Path:
+    """``$CLM_DATA_DIR``, else ``shared/data`` beside the repository."""
+    env = os.environ.get("CLM_DATA_DIR")
+    return Path(env).expanduser() if env else REPO.parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class BookParams:
+    preset: Preset
+    model: str
+    data_dir: Path
+    run_dir: Path
+    seed: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def endpoints_dir(self) -> Path:
+        return self.run_dir / "endpoints"
+
+    def metrics_path(self, notebook: str) -> Path:
+        return self.run_dir / "metrics" / f"{notebook}.json"
+
+    def record(self, notebook: str, **numbers: Any) -> Path:
+        """Merge key numbers into ``<run_dir>/metrics/<notebook>.json`` (atomic)."""
+        path = self.metrics_path(notebook)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data.update(numbers)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, default=_jsonable))
+        os.replace(tmp, path)
+        return path
+
+    def describe(self) -> str:
+        d = asdict(self.preset)
+        return f"preset={self.preset.name} model={self.model} data_dir={self.data_dir} run_dir={self.run_dir} seed={self.seed} ({d['note']})"
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"cannot record {type(x).__name__} in metrics")
+
+
+def setup(
+    preset: str = "cpu",
+    model: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    run_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    need_data: bool = True,
+    **extra: Any,
+) -> BookParams:
+    """Validate a notebook's parameters and derive the rest from the preset.
+
+    Raises :class:`ConfigError` with a one-line message naming the bad value.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise ConfigError(f"model must be a name, directory or hub id, got {model!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    data = Path(data_dir).expanduser() if data_dir not in (None, "") else default_data_dir()
+    if need_data and not (data / "attributes").is_dir():
+        raise ConfigError(f"data_dir {str(data)!r} has no attributes/ folder; point it at the shared data")
+    run = Path(run_dir).expanduser() if run_dir not in (None, "") else REPO / "runs" / preset
+    run.mkdir(parents=True, exist_ok=True)
+    return BookParams(p, model or p.model, data.resolve() if data.exists() else data, run.resolve(), seed, dict(extra))
