@@ -104,3 +104,58 @@ def attribute_file(data_dir: str | os.PathLike, attribute: str, pole: str, split
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
     return Path(data_dir) / "attributes" / attribute / f"{pole}.{split}.jsonl"
+
+
+def read_hub_texts(
+    name: str,
+    subset: str | None = None,
+    split: str = "train",
+    field: str | None = None,
+    label_column: str | None = None,
+    label_value: str | None = None,
+    limit: int | None = None,
+) -> list[str]:
+    """Read texts from a Hugging Face hub dataset through ``datasets`` (readers who are online).
+
+    Same contract as :func:`read_texts`: the default field is ``text`` (else ``sentence``),
+    labels compare as strings, and every failure is a one-line :class:`DataError`.
+    """
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover
+        raise DataError("hub datasets need the 'datasets' package: pip install 'clm[book]'") from None
+    try:
+        ds = datasets.load_dataset(name, subset, split=split)
+    except Exception as err:  # network, unknown name or split: all one line
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DataError(f"cannot load hub dataset {name!r} ({subset or 'default'}, {split}): {first}") from None
+    rows = ds.to_list() if hasattr(ds, "to_list") else list(ds)
+    texts = _select(rows, f"hub:{name}", field, label_column, label_value, default=("text", "sentence"), columns=ds.column_names)
+    texts = [t.strip() for t in texts if isinstance(t, str) and t.strip()]
+    if not texts:
+        raise DataError(f"hub dataset {name!r} ({split}) holds no texts")
+    return texts[:limit] if limit is not None else texts
+
+
+def pack_blocks(token_ids: list[list[int]], block_size: int, eos_id: int) -> list[list[int]]:
+    """Join tokenized texts, each followed by EOS, and cut the stream into full blocks.
+
+    The packing of the paper (and of transformers' ``run_clm`` example): no padding, the last
+    partial block is dropped.
+
+    Args:
+        token_ids: one list of token ids per text.
+        block_size: tokens per block.
+        eos_id: the separator appended after every text.
+
+    Returns:
+        ``len(stream) // block_size`` blocks of exactly ``block_size`` ids.
+    """
+    if block_size < 1:
+        raise DataError(f"block_size must be >= 1, got {block_size}")
+    stream: list[int] = []
+    for ids in token_ids:
+        stream.extend(ids)
+        stream.append(eos_id)
+    n = len(stream) // block_size
+    return [stream[i * block_size : (i + 1) * block_size] for i in range(n)]

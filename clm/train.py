@@ -1,0 +1,500 @@
+"""Fine-tune the endpoint adapters: one LoRA adapter per pole of each attribute.
+
+    cfg = clm.config.TrainConfig.from_preset("cpu", attributes=["sentiment"])
+    ends = clm.train.train_endpoints(cfg, run_dir="runs/cpu")     # -> clm.Endpoints
+
+For each attribute and each pole, the pole's texts are joined with EOS and packed into blocks of
+``block_size`` tokens (as in the paper); a seeded random fraction of the blocks is held out for an
+eval loss. A LoRA adapter is trained on the rest with transformers' ``Trainer``, so the same code
+runs data-parallel under ``torchrun`` / ``accelerate launch``. The work dir holds, per pole::
+
+    <run_dir>/train/<attribute>/<pole>/checkpoints/   Trainer checkpoints every save_steps
+    <run_dir>/train/<attribute>/<pole>/adapter/       the final adapter + clm_adapter.json
+    <run_dir>/train/<attribute>/<pole>/log.json       loss per step, eval losses, tokens/s
+
+A pole is finished when its ``adapter/`` exists (it is written to a temp dir and renamed, so it
+is whole or absent); rerunning skips finished poles and resumes the others from their last
+checkpoint. When both poles of an attribute are finished the attribute is added to the
+endpoints directory (default ``<run_dir>/endpoints``), which is created if absent. All input is
+validated (config, data, target modules) before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import AttributeSpec, PoleSpec, TrainConfig
+from .data import pack_blocks, read_hub_texts, read_texts
+from .errors import ConfigError, DataError, EndpointsError
+
+POLES = ("low", "high")
+_LOG_KEYS = ("step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm")
+
+
+@dataclass
+class PoleData:
+    """One pole's packed blocks, split into train and held-out eval blocks."""
+
+    attribute: str
+    pole: str  # "low" | "high"
+    name: str  # the pole's name, e.g. "negative"
+    source: str
+    train: list[list[int]]  # (n_train, block_size)
+    eval: list[list[int]]  # (n_eval, block_size)
+    n_texts: int
+    n_tokens: int
+    file_sha256: str | None
+    texts_sha256: str
+
+    def provenance(self) -> dict[str, Any]:
+        blocks = hashlib.sha256(json.dumps([self.train, self.eval]).encode()).hexdigest()
+        return dict(
+            source=self.source,
+            file_sha256=self.file_sha256,
+            texts_sha256=self.texts_sha256,
+            blocks_sha256=blocks,
+            n_texts=self.n_texts,
+            n_tokens=self.n_tokens,
+            train_blocks=len(self.train),
+            eval_blocks=len(self.eval),
+        )
+
+
+# ---------------------------------------------------------------------- data
+def read_pole_texts(cfg: TrainConfig, spec: PoleSpec) -> tuple[list[str], str | None]:
+    """All texts of a pole's source, and the sha256 of its file (None for hub datasets)."""
+    label = None if spec.label_value is None else str(spec.label_value)
+    if spec.dataset is not None:
+        return read_hub_texts(spec.dataset, spec.subset, spec.split, spec.field, spec.label_column, label), None
+    path = cfg.resolve_path(spec)
+    texts = read_texts(path, spec.field, spec.label_column, label)
+    return texts, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_pole(cfg: TrainConfig, attr: AttributeSpec, pole: str, tokenizer) -> PoleData:
+    """Read, shuffle (seeded), cap at ``max_texts``, tokenize, pack and split one pole's data."""
+    spec: PoleSpec = getattr(attr, pole)
+    texts, file_sha = read_pole_texts(cfg, spec)
+    rng = random.Random(f"{cfg.seed}/{attr.name}/{pole}")
+    rng.shuffle(texts)
+    texts = texts[: cfg.max_texts] if cfg.max_texts else texts
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    blocks = pack_blocks(ids, cfg.block_size, tokenizer.eos_token_id)
+    n_tokens = sum(len(x) + 1 for x in ids)
+    need = 2 if cfg.eval_fraction > 0 else 1
+    if len(blocks) < need:
+        raise DataError(
+            f"{attr.name}/{spec.name} ({spec.describe()}): {len(texts)} texts make {n_tokens} tokens, "
+            f"fewer than the {need} block(s) of {cfg.block_size} tokens training needs"
+        )
+    rng.shuffle(blocks)
+    n_eval = 0 if cfg.eval_fraction == 0 else min(len(blocks) - 1, max(1, round(cfg.eval_fraction * len(blocks))))
+    texts_sha = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    return PoleData(
+        attr.name,
+        pole,
+        spec.name,
+        spec.describe(),
+        blocks[n_eval:],
+        blocks[:n_eval],
+        len(texts),
+        n_tokens,
+        file_sha,
+        texts_sha,
+    )
+
+
+def check_targets(cfg: TrainConfig, modules: dict[str, list[int]], model_id: str) -> None:
+    """Every target module must name Linear modules of the base (PEFT's suffix match)."""
+    for t in cfg.target_modules:
+        if not any(m == t or m.endswith("." + t) for m in modules):
+            leaves = sorted({m.rsplit(".", 1)[-1] for m in modules})
+            raise ConfigError(
+                f"target module {t!r} is not in base {model_id!r}; its Linear modules end in: {', '.join(leaves)}"
+            )
+
+
+class _Blocks:
+    """A map-style dataset of equal-length blocks: labels = input_ids (the model shifts them)."""
+
+    def __init__(self, blocks: list[list[int]]):
+        import torch
+
+        self.ids = torch.tensor(blocks, dtype=torch.long)  # (n, block_size)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
+# ---------------------------------------------------------------------- training
+def _rank() -> tuple[int, int, int]:
+    """(rank, local rank, world size) from the launcher's environment (torchrun / accelerate)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _load(cfg: TrainConfig):
+    import torch
+
+    from .models import load_base
+
+    _, local, _ = _rank()
+    device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    return load_base(cfg.model, dtype=cfg.dtype, quantization=cfg.quantization, device=device)
+
+
+def total_steps(cfg: TrainConfig, attribute: str, n_train: int, world: int = 1) -> int:
+    """Optimizer steps for one pole: max_steps, else epochs x steps per epoch (at least 1)."""
+    if cfg.max_steps is not None:
+        return cfg.max_steps
+    per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * world)) // _accum(cfg, world))
+    return max(1, math.ceil(cfg.epochs_for(attribute) * per_epoch))
+
+
+def _accum(cfg: TrainConfig, world: int) -> int:
+    # Keep the effective batch when data-parallel: each process accumulates 1/world of it.
+    return cfg.grad_accum // world if cfg.grad_accum % world == 0 else cfg.grad_accum
+
+
+def train_pole(
+    cfg: TrainConfig, data: PoleData, work: Path, progress: bool = True, callbacks: list | None = None
+) -> Path:
+    """Train one pole's adapter (resuming from the last checkpoint in ``work``); returns ``work/adapter``."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import Trainer, TrainingArguments, default_data_collator, set_seed
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    rank, _, world = _rank()
+    model, _ = _load(cfg)
+    base = model.clm_base
+    set_seed(cfg.seed)  # the LoRA init depends on it
+    if cfg.quantization:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    lora = LoraConfig(
+        r=cfg.r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model, lora)
+    ckpts = work / "checkpoints"
+    last = get_last_checkpoint(str(ckpts)) if ckpts.is_dir() else None
+    steps = total_steps(cfg, data.attribute, len(data.train), world)
+    has_eval = len(data.eval) > 0
+    cuda = torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=str(ckpts),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=_accum(cfg, world),
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=math.ceil(cfg.warmup_ratio * steps),
+        weight_decay=cfg.weight_decay,
+        max_steps=steps,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=cfg.eval_steps or cfg.save_steps,
+        eval_on_start=has_eval and last is None,
+        logging_steps=cfg.logging_steps,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not cuda,
+        bf16=cuda and cfg.dtype == "bfloat16",
+        fp16=cuda and cfg.dtype == "float16",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+    )
+    trainer = Trainer(
+        model=peft_model,
+        args=args,
+        train_dataset=_Blocks(data.train),
+        eval_dataset=_Blocks(data.eval) if has_eval else None,
+        data_collator=default_data_collator,
+        callbacks=[LossBar(f"{data.attribute}/{data.name}", progress and rank == 0), *(callbacks or [])],
+    )
+    for cb in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(cb)
+    start_step, t0 = (int(Path(last).name.split("-")[-1]) if last else 0), time.perf_counter()
+    trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - t0
+    evals = [e for e in trainer.state.log_history if "eval_loss" in e]
+    if has_eval and (not evals or evals[-1]["step"] != trainer.state.global_step):
+        trainer.evaluate()
+        evals = [e for e in trainer.state.log_history if "eval_loss" in e]
+    final = evals[-1] if evals else {}
+    adapter = work / "adapter"
+    if trainer.is_world_process_zero():
+        world = trainer.args.world_size  # what the Trainer really ran with
+        tokens = (trainer.state.global_step - start_step) * cfg.batch_size * _accum(cfg, world) * world * cfg.block_size
+        record = dict(
+            attribute=data.attribute,
+            pole=data.pole,
+            pole_name=data.name,
+            base_id=base.id,
+            base_fingerprint=base.fingerprint,
+            steps=trainer.state.global_step,
+            resumed_from=last and Path(last).name,
+            world_size=world,
+            train_seconds=round(seconds, 3),
+            tokens_per_second=round(tokens / seconds, 1) if seconds else None,
+            final_eval_loss=final.get("eval_loss"),
+            data=data.provenance(),
+            log=[
+                {k: e[k] for k in _LOG_KEYS if k in e}
+                for e in trainer.state.log_history
+                if "loss" in e or "eval_loss" in e
+            ],
+        )
+        _write_json(work / "log.json", record)
+        tmp = work / f".adapter.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        peft_model.save_pretrained(str(tmp))
+        _write_json(
+            tmp / "clm_adapter.json",
+            dict(
+                base_id=base.id,
+                base_fingerprint=base.fingerprint,
+                attribute=data.attribute,
+                pole=data.pole,
+                pole_name=data.name,
+                config=cfg.to_dict(),
+                config_sha256=cfg.sha256(),
+                data=data.provenance(),
+                steps=trainer.state.global_step,
+                final_eval_loss=final.get("eval_loss"),
+                versions=_versions(),
+            ),
+        )
+        os.replace(tmp, adapter)  # atomic: the adapter dir is whole or absent
+    trainer.accelerator.wait_for_everyone()
+    return adapter
+
+
+def train_endpoints(
+    config: TrainConfig,
+    run_dir: str | os.PathLike,
+    endpoints_dir: str | os.PathLike | None = None,
+    attributes: list[str] | None = None,
+    progress: bool = True,
+    callbacks: list | None = None,
+):
+    """Train the endpoint adapters of ``config`` and add them to an endpoints directory.
+
+    Args:
+        config: the training config (see :mod:`clm.config`).
+        run_dir: the run directory; work files go to ``<run_dir>/train``.
+        endpoints_dir: the endpoints directory (default ``<run_dir>/endpoints``); created if absent.
+            Attributes already in it are skipped.
+        attributes: train only these (names from the config); default all of them.
+        progress: show a progress bar per pole (loss and ETA).
+        callbacks: extra transformers ``TrainerCallback`` s (tests use one to kill a run).
+
+    Returns:
+        The :class:`clm.Endpoints`. Raises ConfigError / DataError / EndpointsError on bad input,
+        before anything is written.
+    """
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    if not progress:  # no "Loading weights" bars in notebooks and logs
+        hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            return _train_endpoints(config, run_dir, endpoints_dir, attributes, progress, callbacks)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _train_endpoints(config, run_dir, endpoints_dir, attributes, progress, callbacks):
+    from .endpoints import Endpoints
+
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
+    names = [a.name for a in config.attributes] if attributes is None else list(attributes)
+    specs = [config.attribute(n) for n in names]
+    run = Path(run_dir).expanduser()
+    ends_path = Path(endpoints_dir).expanduser() if endpoints_dir is not None else run / "endpoints"
+    ends = Endpoints.load(ends_path) if ends_path.exists() else None
+    todo = [a for a in specs if ends is None or a.name not in ends]
+    work = run / "train"
+
+    # --- validate everything before writing anything
+    model, tok = _load(config)
+    base = model.clm_base
+    if ends is not None and ends.base_fingerprint != base.fingerprint:
+        raise EndpointsError(
+            f"endpoints {str(ends_path)!r} are for base {ends.base_id!r}, not {base.id!r} (fingerprints differ)"
+        )
+    check_targets(config, base.modules, base.id)
+    if tok.eos_token_id is None:
+        raise ConfigError(f"the tokenizer of {base.id!r} has no EOS token to join texts with")
+    data = {
+        (a.name, p): load_pole(config, a, p, tok)
+        for a in todo
+        for p in POLES
+        if not (work / a.name / getattr(a, p).name / "adapter").is_dir()
+    }
+    del model
+
+    rank, _, _ = _rank()
+    for a in todo:
+        dirs = {p: work / a.name / getattr(a, p).name for p in POLES}
+        for p in POLES:
+            if (a.name, p) in data:
+                dirs[p].mkdir(parents=True, exist_ok=True)
+                train_pole(config, data[(a.name, p)], dirs[p], progress, callbacks)
+        if rank == 0:
+            if ends is None:
+                ends = Endpoints.create(ends_path, base=base)
+            ends.add(
+                a.name,
+                low=dirs["low"] / "adapter",
+                high=dirs["high"] / "adapter",
+                low_name=a.low.name,
+                high_name=a.high.name,
+            )
+        _barrier()
+    return Endpoints.load(ends_path) if ends_path.exists() else None
+
+
+# ---------------------------------------------------------------------- progress and records
+try:
+    from transformers import TrainerCallback as _Callback
+except ImportError:  # pragma: no cover
+    _Callback = object
+
+
+class LossBar(_Callback):
+    """A tqdm bar per pole: steps with ETA, and the latest train / eval loss."""
+
+    def __init__(self, desc: str, enabled: bool = True):
+        self.desc, self.enabled, self.bar, self.post = desc, enabled, None, {}
+
+    def on_train_begin(self, args, state, control, **kw):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=state.max_steps,
+            initial=state.global_step,
+            desc=self.desc,
+            unit="step",
+            disable=not self.enabled,
+            dynamic_ncols=True,
+        )
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if self.bar is not None and logs:
+            self.post.update({k: f"{logs[k]:.3f}" for k in ("loss", "eval_loss") if k in logs})
+            self.bar.set_postfix(self.post, refresh=False)
+
+    def on_train_end(self, args, state, control, **kw):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def read_logs(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every pole's ``log.json`` under ``<run_dir>/train``."""
+    return [json.loads(p.read_text()) for p in sorted(Path(run_dir, "train").glob("*/*/log.json"))]
+
+
+def loss_table(run_dir: str | os.PathLike):
+    """A tidy table of the training logs: attribute, pole, step, split (train/eval), loss."""
+    import pandas as pd
+
+    rows = []
+    for log in read_logs(run_dir):
+        for e in log["log"]:
+            for split, key in (("train", "loss"), ("eval", "eval_loss")):
+                if key in e:
+                    rows.append(
+                        dict(
+                            attribute=log["attribute"], pole=log["pole_name"], step=e["step"], split=split, loss=e[key]
+                        )
+                    )
+    return pd.DataFrame(rows, columns=["attribute", "pole", "step", "split", "loss"])
+
+
+def plot_loss_curves(run_dir: str | os.PathLike):
+    """Train and held-out loss per step, one panel per attribute, one colour per pole.
+
+    Returns:
+        The seaborn ``FacetGrid`` (``.figure`` is the matplotlib figure).
+    """
+    import seaborn as sns
+
+    df = loss_table(run_dir)
+    if df.empty:
+        raise DataError(f"no training logs under {str(Path(run_dir) / 'train')!r}")
+    g = sns.relplot(
+        data=df,
+        x="step",
+        y="loss",
+        hue="pole",
+        style="split",
+        col="attribute",
+        kind="line",
+        markers={"train": "", "eval": "o"},
+        dashes={"train": "", "eval": (2, 2)},
+        col_wrap=min(3, df.attribute.nunique()),
+        height=2.6,
+        aspect=1.3,
+        facet_kws=dict(sharey=False),
+    )
+    g.set_axis_labels("optimizer step", "loss (nats/token)")
+    return g
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import torch
+    import transformers
+
+    from . import __version__
+
+    return {
+        "clm": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+    }
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
