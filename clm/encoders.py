@@ -198,7 +198,7 @@ class Encoder:
     def embed(self, texts: list[str], batch_size: int = 64, progress: bool | None = None) -> np.ndarray:
         """Embed texts: (N,) -> (N, dim) float32, unit norm. Batches are sorted by length."""
         import torch
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

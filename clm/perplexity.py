@@ -138,7 +138,7 @@ def sliding_window_perplexity(
         :class:`Perplexity`; ``ppl = exp(mean NLL)`` over every token but the first.
     """
     import torch
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     hf, tok, ctx = _unpack(model, tokenizer, weights)
     if (text is None) == (path is None):
@@ -207,7 +207,7 @@ def continuation_perplexity(
         (N,) float64 perplexities; NaN for an empty continuation.
     """
     import torch
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from .engine import InterpolatedModel
     from .weights import Weights

@@ -174,7 +174,7 @@ class HFScorer:
 
     def score(self, texts: list[str], batch_size: int = 32, progress: bool | None = None) -> np.ndarray:
         import torch
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         ok = _nonempty(texts)
         out = np.full(len(texts), np.nan)
