@@ -93,3 +93,24 @@ def im(pico, endpoints_dir):
 
     model, tok = pico
     return clm.InterpolatedModel(model, tok, clm.Endpoints.load(endpoints_dir))
+
+
+@pytest.fixture(scope="session")
+def book_run(clm_cache, tmp_path_factory):
+    """The whole pipeline at preset tiny, once per session: every notebook of _toc.yml that
+    exists is executed into a staging dir (never into notebooks/), then the book is built there.
+
+    Returns a namespace: cfg (clm.pipeline.Config), results, log (lines), html (the HTML dir),
+    book (the staged book sources).
+    """
+    from types import SimpleNamespace
+
+    from clm import pipeline
+
+    root = tmp_path_factory.mktemp("book-run")
+    cfg = pipeline.Config(preset="tiny", run_dir=root / "run", out_dir=root / "executed", allow_missing=True)
+    log: list[str] = []
+    results = pipeline.run_notebooks(cfg, log=log.append)
+    book = pipeline.stage_book(cfg, root / "book")
+    html = pipeline.build_book(book)
+    return SimpleNamespace(cfg=cfg, results=results, log=log, html=html, book=book)

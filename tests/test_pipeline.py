@@ -1,0 +1,258 @@
+"""The book pipeline: every notebook executes at preset tiny, resumes, and fails loudly.
+
+The session fixture ``book_run`` (conftest.py) runs the real notebooks once into a staging
+dir and builds the book there; the tests below read from it. Failure and resume behaviour is
+tested on small throwaway notebooks (no torch) in a throwaway root.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from clm import pipeline
+from clm.book import REPO
+from clm.errors import ConfigError
+
+pytestmark = pytest.mark.notebooks
+
+HEADER = """# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+"""
+PARAMS = """
+# %% tags=["parameters"]
+preset = "cpu"
+model = None
+data_dir = None
+run_dir = None
+seed = 0
+"""
+
+
+def write_root(root: Path, notebooks: dict[str, str]) -> Path:
+    """A throwaway book root: a _toc.yml listing ``notebooks`` and their py:percent sources."""
+    (root / "notebooks").mkdir(parents=True, exist_ok=True)
+    toc = "format: jb-book\nroot: intro\nchapters:\n" + "".join(f"  - file: notebooks/{n}\n" for n in notebooks)
+    (root / "_toc.yml").write_text(toc)
+    for name, body in notebooks.items():
+        (root / "notebooks" / f"{name}.py").write_text(HEADER + PARAMS + body)
+    return root
+
+
+OK = """
+# %%
+from pathlib import Path
+Path(run_dir, "ok.txt").write_text(f"{preset} {seed}")
+print("seed", seed)
+"""
+FAIL = """
+# %%
+x = 1
+
+# %%
+y = x / 0
+"""
+
+
+# ---------------------------------------------------------------- the real notebooks, at tiny
+
+
+def test_every_notebook_of_the_toc_executed(book_run):
+    names = pipeline.toc_notebooks(REPO)
+    assert names[0] == "01_data" and names[-1] == "08_conclusions"
+    status = {r.name: r.status for r in book_run.results}
+    assert list(status) == names
+    for name in names:
+        exists = (REPO / "notebooks" / f"{name}.py").is_file()
+        assert status[name] == ("ran" if exists else "missing"), name
+    assert status["01_data"] == status["08_conclusions"] == "ran"
+    assert any("WARNING: skipping" in line for line in book_run.log) == ("missing" in status.values())
+
+
+def test_executed_notebooks_have_outputs_and_no_errors(book_run):
+    for r in book_run.results:
+        if r.status != "ran":
+            continue
+        nb = nbformat.read(book_run.cfg.out_dir / f"{r.name}.ipynb", as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code and all(c.execution_count for c in code), r.name
+        assert not [o for c in code for o in c.outputs if o.output_type == "error"], r.name
+        tags = [c.metadata.get("tags", []) for c in code]
+        assert ["parameters"] in tags and ["injected-parameters"] in tags, r.name
+        assert nb.metadata.papermill["parameters"]["preset"] == "tiny"
+        assert nb.metadata.kernelspec["name"] == "python3"
+
+
+def test_volatile_metadata_is_stripped(book_run):
+    nb = nbformat.read(book_run.cfg.out_dir / "01_data.ipynb", as_version=4)
+    assert set(nb.metadata.papermill) == {"parameters"}
+    for cell in nb.cells:
+        assert "papermill" not in cell.metadata and "execution" not in cell.metadata
+    text = (book_run.cfg.out_dir / "01_data.ipynb").read_text()
+    assert "start_time" not in text and "duration" not in text
+
+
+def test_01_data_counts_match_the_data_readme(book_run):
+    sizes = json.loads((book_run.cfg.run_dir / "metrics" / "01_data.json").read_text())["sizes"]
+    from clm.book import default_data_dir
+
+    readme = (default_data_dir() / "README.md").read_text()
+    checked = 0
+    for line in readme.splitlines():  # | attribute | low | high | train l/h | test l/h | ...
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) > 5 and re.fullmatch(r"[\d,]+ / [\d,]+", cells[3]):
+            for split, col in (("train", 3), ("test", 4)):
+                low, high = (int(x.replace(",", "")) for x in cells[col].split(" / "))
+                assert sizes[f"{cells[0]}/{cells[1]}/{split}"] == low, (cells[0], split)
+                assert sizes[f"{cells[0]}/{cells[2]}/{split}"] == high, (cells[0], split)
+                checked += 1
+    assert checked == 20  # 10 sources x 2 splits
+
+
+def test_08_conclusions_reports_unmeasured_claims_honestly(book_run):
+    summary = json.loads((book_run.cfg.run_dir / "metrics" / "08_conclusions.json").read_text())["summary"]
+    assert len(summary) == 4
+    measured_04 = (book_run.cfg.run_dir / "metrics" / "04_single_attribute.json").is_file()
+    if not measured_04:
+        assert summary["Predictable, monotone change with α"] == "not measured"
+
+
+def test_rerun_resumes_and_skips_finished_notebooks(book_run):
+    log: list[str] = []
+    results = pipeline.run_notebooks(book_run.cfg, log=log.append)
+    assert {r.status for r in results} <= {"skipped", "missing"}
+    assert [r.name for r in results if r.status == "skipped"] == [r.name for r in book_run.results if r.status == "ran"]
+    assert all("skipped" in line or "WARNING" in line for line in log)
+
+
+def test_book_built_with_a_page_per_toc_entry(book_run):
+    html = book_run.html
+    assert (html / "index.html").is_file()
+    for name in pipeline.toc_notebooks(REPO):
+        assert (html / "notebooks" / f"{name}.html").is_file(), name
+    for page in ("book/running", "book/references"):
+        assert (html / f"{page}.html").is_file()
+    # the .py sources never feed the book; the staged copy never touches notebooks/
+    assert not list((book_run.book / "notebooks").glob("*.py"))
+    assert "Kangaslahti" in (html / "book" / "references.html").read_text()
+
+
+# ---------------------------------------------------------------- behaviour, on throwaway notebooks
+
+
+def test_failing_notebook_stops_with_its_name_and_cell(tmp_path, capsys):
+    root = write_root(tmp_path / "root", {"01_ok": OK, "02_fail": FAIL, "03_after": OK})
+    cfg = pipeline.Config(preset="tiny", run_dir=tmp_path / "run", out_dir=tmp_path / "out", root=root)
+    with pytest.raises(pipeline.NotebookError) as err:
+        pipeline.run_notebooks(cfg, log=lambda _: None)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "notebook 02_fail failed in cell" in msg and "'y = x / 0'" in msg and "ZeroDivisionError" in msg
+    assert (tmp_path / "out" / "01_ok.ipynb").is_file()
+    assert not (tmp_path / "out" / "02_fail.ipynb").exists() and not (tmp_path / "out" / "03_after.ipynb").exists()
+    assert list((tmp_path / "run" / "pipeline").glob("02_fail.*.partial.ipynb"))
+    # the CLI prints the same single line and exits 1
+    argv = ["--preset", "tiny", "--run-dir", str(tmp_path / "run"), "--out-dir", str(tmp_path / "out"), "--no-build"]
+    assert pipeline.main([*argv, "--root", str(root)]) == 1
+    err_lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(err_lines) == 1 and "02_fail" in err_lines[0] and "cell" in err_lines[0]
+
+
+def test_resume_reruns_only_what_changed(tmp_path):
+    root = write_root(tmp_path / "root", {"01_ok": OK, "02_two": OK})
+    cfg = pipeline.Config(preset="tiny", run_dir=tmp_path / "run", out_dir=tmp_path / "out", root=root)
+    run = lambda c: {r.name: r.status for r in pipeline.run_notebooks(c, log=lambda _: None)}  # noqa: E731
+    assert run(cfg) == {"01_ok": "ran", "02_two": "ran"}
+    assert run(cfg) == {"01_ok": "skipped", "02_two": "skipped"}
+    (root / "notebooks" / "02_two.py").write_text(HEADER + PARAMS + OK + "\n# %%\nprint('edited')\n")
+    assert run(cfg) == {"01_ok": "skipped", "02_two": "ran"}  # the source changed
+    cfg.params = {"01_ok": {"seed": 3}}
+    assert run(cfg) == {"01_ok": "ran", "02_two": "skipped"}  # its parameters changed
+    assert (tmp_path / "run" / "ok.txt").read_text() == "tiny 3"
+    nb = nbformat.read(tmp_path / "out" / "01_ok.ipynb", as_version=4)
+    assert nb.metadata.papermill["parameters"]["seed"] == 3
+    cfg.start = "02"
+    assert run(cfg) == {"01_ok": "skipped", "02_two": "ran"}  # --from
+    cfg.start, cfg.force = None, True
+    assert run(cfg) == {"01_ok": "ran", "02_two": "ran"}  # --force
+
+
+def test_missing_notebook_needs_allow_missing(tmp_path):
+    root = write_root(tmp_path / "root", {"01_ok": OK})
+    (root / "_toc.yml").write_text((root / "_toc.yml").read_text() + "  - file: notebooks/02_later\n")
+    cfg = pipeline.Config(preset="tiny", run_dir=tmp_path / "run", out_dir=tmp_path / "out", root=root, only=("02",))
+    with pytest.raises(pipeline.NotebookError, match="02_later .*--allow-missing"):
+        pipeline.run_notebooks(cfg, log=lambda _: None)
+    cfg.allow_missing = True
+    assert [r.status for r in pipeline.run_notebooks(cfg, log=lambda _: None)] == ["missing"]
+
+
+def test_bad_configuration_is_one_line():
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        pipeline.Config(preset="huge")
+    with pytest.raises(ConfigError, match="--only '09'"):
+        pipeline.run_notebooks(pipeline.Config(preset="tiny", only=("09",)))
+    with pytest.raises(ConfigError, match="NOTEBOOK:name"):
+        pipeline._param(["01_data:not-a-name", "1"])
+    assert pipeline._param(["04_single_attribute:attributes", "[sentiment, humor]"]) == (
+        "04_single_attribute",
+        "attributes",
+        ["sentiment", "humor"],
+    )
+
+
+def test_strip_volatile_and_progress_bars():
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"parameters": {"seed": 0}, "start_time": "t", "duration": 1.0, "input_path": "x"}
+    cell = nbformat.v4.new_code_cell("print(1)", execution_count=4)
+    cell.metadata["papermill"] = {"duration": 1.0}
+    cell.metadata["execution"] = {"iopub.execute_input": "t"}
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=" 10%|#\r 50%|####\r100%|########|\ndone\n")]
+    nb.cells = [cell]
+    out = pipeline.strip_volatile(nb)
+    assert out.metadata.papermill == {"parameters": {"seed": 0}}
+    assert out.cells[0].metadata == {} and out.cells[0].execution_count == 4
+    assert out.cells[0].outputs[0]["text"] == "100%|########|\ndone\n"
+
+
+def test_run_dir_is_relative_in_committed_notebooks():
+    cfg = pipeline.Config(preset="cpu")
+    assert pipeline.parameters(cfg, "01_data")["run_dir"] == "../runs/cpu"
+    cfg = pipeline.Config(
+        preset="tiny", run_dir=Path("/elsewhere/run"), params={"*": {"seed": 2}, "01_data": {"n_examples": 1}}
+    )
+    p = pipeline.parameters(cfg, "01_data")
+    assert p["run_dir"] == "/elsewhere/run" and p["seed"] == 2 and p["n_examples"] == 1
+    assert "n_examples" not in pipeline.parameters(cfg, "08_conclusions")
+
+
+def _inputs(cells) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source.strip()) for c in cells if "injected-parameters" not in c.metadata.get("tags", [])]
+
+
+def test_committed_notebooks_match_their_sources():
+    """An executed notebook in notebooks/ must have exactly the cells of its .py source."""
+    import jupytext
+
+    pairs = [(p, p.with_suffix(".py")) for p in sorted((REPO / "notebooks").glob("*.ipynb"))]
+    if not pairs:
+        pytest.skip("no executed notebooks committed in notebooks/ yet")
+    for ipynb, py in pairs:
+        assert py.is_file(), f"{ipynb.name} has no .py source"
+        executed = nbformat.read(ipynb, as_version=4)
+        source = jupytext.read(py)
+        assert _inputs(executed.cells) == _inputs(source.cells), f"{ipynb.name} is stale: rerun python -m clm.pipeline"
