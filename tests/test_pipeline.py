@@ -256,3 +256,29 @@ def test_committed_notebooks_match_their_sources():
         executed = nbformat.read(ipynb, as_version=4)
         source = jupytext.read(py)
         assert _inputs(executed.cells) == _inputs(source.cells), f"{ipynb.name} is stale: rerun python -m clm.pipeline"
+
+
+def test_in_place_build_reads_only_the_executed_notebooks(book_run, tmp_path):
+    """Built in place (the committed layout: .py beside .ipynb, a runs/ dir), the book renders
+    the .ipynb files only and stays free of warnings."""
+    import shutil
+
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "book", root / "book")
+    for f in ("_config.yml", "_toc.yml"):
+        shutil.copy2(REPO / f, root / f)
+    (root / "notebooks").mkdir()
+    (root / "runs" / "tiny").mkdir(parents=True)
+    (root / "runs" / "tiny" / "notes.md").write_text("# not part of the book\n")
+    done = {r.name for r in book_run.results if r.status == "ran"}
+    for name in pipeline.toc_notebooks(REPO):
+        src = book_run.cfg.out_dir / f"{name if name in done else '01_data'}.ipynb"
+        shutil.copy2(src, root / "notebooks" / f"{name}.ipynb")
+        (root / "notebooks" / f"{name}.py").write_text(HEADER + PARAMS)
+    cfg = pipeline.Config(preset="tiny", root=root, run_dir=root / "runs" / "tiny")
+    assert cfg.in_place and pipeline.stage_book(cfg) == root
+    html = pipeline.build_book(root)
+    assert html == root / "_build" / "html" and (html / "notebooks" / "01_data.html").is_file()
+    sources = {p.name for p in (html / "_sources" / "notebooks").iterdir()}
+    assert "01_data.ipynb" in sources and not any(s.endswith(".py") for s in sources)
+    assert not (html / "runs").exists()
