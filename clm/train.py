@@ -277,24 +277,29 @@ def train_pole(
         _write_json(work / "log.json", record)
         tmp = work / f".adapter.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        peft_model.save_pretrained(str(tmp))
-        _write_json(
-            tmp / "clm_adapter.json",
-            dict(
-                base_id=base.id,
-                base_fingerprint=base.fingerprint,
-                attribute=data.attribute,
-                pole=data.pole,
-                pole_name=data.name,
-                config=cfg.to_dict(),
-                config_sha256=cfg.sha256(),
-                data=data.provenance(),
-                steps=trainer.state.global_step,
-                final_eval_loss=final.get("eval_loss"),
-                versions=_versions(),
-            ),
-        )
-        os.replace(tmp, adapter)  # atomic: the adapter dir is whole or absent
+        try:
+            peft_model.save_pretrained(str(tmp))
+            _write_json(
+                tmp / "clm_adapter.json",
+                dict(
+                    base_id=base.id,
+                    base_fingerprint=base.fingerprint,
+                    attribute=data.attribute,
+                    pole=data.pole,
+                    pole_name=data.name,
+                    config=cfg.to_dict(),
+                    config_sha256=cfg.sha256(),
+                    data=data.provenance(),
+                    steps=trainer.state.global_step,
+                    final_eval_loss=final.get("eval_loss"),
+                    versions=_versions(),
+                    log=record["log"],  # the loss curve travels with the adapter into the endpoints
+                ),
+            )
+            os.replace(tmp, adapter)  # atomic: the adapter dir is whole or absent
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     trainer.accelerator.wait_for_everyone()
     return adapter
 
@@ -324,14 +329,16 @@ def train_endpoints(
     """
     from transformers.utils import logging as hf_logging
 
-    bars = hf_logging.is_progress_bar_enabled()
-    if not progress:  # no "Loading weights" bars in notebooks and logs
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    if not progress:  # no "Loading weights" bars or info warnings in notebooks and logs
         hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
             return _train_endpoints(config, run_dir, endpoints_dir, attributes, progress, callbacks)
     finally:
+        hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
 
@@ -427,55 +434,78 @@ class LossBar(_Callback):
             self.bar.close()
 
 
-def read_logs(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every pole's ``log.json`` under ``<run_dir>/train``."""
-    return [json.loads(p.read_text()) for p in sorted(Path(run_dir, "train").glob("*/*/log.json"))]
+def read_logs(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every pole's training log: ``<path>/train/*/*/log.json`` for a run dir, or the ``log`` in
+    each adapter's ``clm_adapter.json`` for an endpoints dir (shipped endpoints carry theirs)."""
+    p = Path(path)
+    logs = [json.loads(f.read_text()) for f in sorted(p.glob("train/*/*/log.json"))]
+    if not logs:
+        provs = [json.loads(f.read_text()) for f in sorted(p.glob("*/*/clm_adapter.json"))]
+        logs = [d for d in provs if isinstance(d.get("log"), list)]
+    return logs
 
 
-def loss_table(run_dir: str | os.PathLike):
-    """A tidy table of the training logs: attribute, pole, step, split (train/eval), loss."""
+def loss_table(path: str | os.PathLike):
+    """A tidy table of the training logs: attribute, pole (low/high), pole_name, step, split, loss."""
     import pandas as pd
 
+    cols = ["attribute", "pole", "pole_name", "step", "split", "loss"]
     rows = []
-    for log in read_logs(run_dir):
+    for log in read_logs(path):
         for e in log["log"]:
             for split, key in (("train", "loss"), ("eval", "eval_loss")):
                 if key in e:
                     rows.append(
-                        dict(
-                            attribute=log["attribute"], pole=log["pole_name"], step=e["step"], split=split, loss=e[key]
-                        )
+                        dict(zip(cols, (log["attribute"], log["pole"], log["pole_name"], e["step"], split, e[key])))
                     )
-    return pd.DataFrame(rows, columns=["attribute", "pole", "step", "split", "loss"])
+    return pd.DataFrame(rows, columns=cols)
 
 
-def plot_loss_curves(run_dir: str | os.PathLike):
-    """Train and held-out loss per step, one panel per attribute, one colour per pole.
+def plot_loss_curves(path: str | os.PathLike):
+    """Train loss (lines) and held-out loss (dots) per step: one panel per attribute, one colour per pole.
 
     Returns:
         The seaborn ``FacetGrid`` (``.figure`` is the matplotlib figure).
     """
     import seaborn as sns
 
-    df = loss_table(run_dir)
+    df = loss_table(path)
     if df.empty:
-        raise DataError(f"no training logs under {str(Path(run_dir) / 'train')!r}")
+        raise DataError(f"no training logs in {str(path)!r} (a run dir's train/ or an endpoints dir)")
+    palette = dict(zip(POLES, sns.color_palette("colorblind", 2)))
     g = sns.relplot(
-        data=df,
+        data=df[df.split == "train"],
         x="step",
         y="loss",
         hue="pole",
-        style="split",
+        hue_order=POLES,
+        palette=palette,
         col="attribute",
-        kind="line",
-        markers={"train": "", "eval": "o"},
-        dashes={"train": "", "eval": (2, 2)},
         col_wrap=min(3, df.attribute.nunique()),
+        kind="line",
         height=2.6,
         aspect=1.3,
         facet_kws=dict(sharey=False),
     )
+    for attr, ax in g.axes_dict.items():
+        ev = df[(df.split == "eval") & (df.attribute == attr)]
+        sns.lineplot(
+            data=ev,
+            x="step",
+            y="loss",
+            hue="pole",
+            hue_order=POLES,
+            palette=palette,
+            marker="o",
+            linestyle="--",
+            ax=ax,
+            legend=False,
+        )
+        names = df[df.attribute == attr].drop_duplicates("pole").set_index("pole").pole_name
+        ax.set_title(f"{attr}: {names.get('low', '?')} (low) / {names.get('high', '?')} (high)", fontsize=9)
     g.set_axis_labels("optimizer step", "loss (nats/token)")
+    if g.legend is not None:
+        g.legend.set_title("pole (dashed: held-out)")
     return g
 
 

@@ -1,0 +1,275 @@
+"""clm.train on the pico model with the `tiny` preset: endpoints that load in the core and move
+the logits as α moves, kill and resume, two processes, atomic writes, one-line errors.
+
+Training runs with one torch thread: on 2 busy cores, thread contention makes pico's tiny
+matmuls ~10x slower with the default two.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import clm
+from clm.config import TrainConfig
+from clm.data import pack_blocks
+from clm.errors import ClmError
+from clm.train import loss_table, train_endpoints
+
+REPO = Path(__file__).resolve().parents[1]
+# Resume restores the optimizer, scheduler, RNG states and the data order, so the result is the
+# same computation: on one machine with the same thread count it matches bit for bit. The
+# tolerance only leaves room for float32 summation order (e.g. another BLAS thread split).
+RESUME_ATOL = 1e-6
+SAD = [
+    "I lost my keys and the rain kept falling all day.",
+    "Nobody came to the party; it was so lonely.",
+    "The old dog died last winter and we still miss him.",
+]
+GLAD = [
+    "We won the game and everyone cheered loudly!",
+    "The sun is out and the picnic was wonderful.",
+    "She laughed at the joke and hugged her friend.",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    (d / "sad.jsonl").write_text("".join(json.dumps({"text": t, "label": "sad"}) + "\n" for t in SAD * 12))
+    (d / "glad.txt").write_text("\n".join(GLAD * 12) + "\n")
+    (d / "mixed.csv").write_text(
+        "text,label\n" + "".join(f'"{t}",{lab}\n' for lab, ts in (("0", SAD), ("1", GLAD)) for t in ts * 12)
+    )
+    return d
+
+
+def _cfg(data_dir: Path, **over) -> TrainConfig:
+    mood = {"name": "mood", "low": {"name": "sad", "path": "sad.jsonl"}, "high": {"name": "glad", "path": "glad.txt"}}
+    return TrainConfig.from_preset("tiny", attributes=[mood], data_dir=str(data_dir), **over)
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory, pico_dir) -> Path:
+    """One uninterrupted tiny run: the reference for the other tests."""
+    run = tmp_path_factory.mktemp("run")
+    train_endpoints(_cfg(data_dir), run, progress=False)
+    return run
+
+
+def _tensors(adapter: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(adapter / "adapter_model.safetensors")
+
+
+def test_pack_blocks_joins_with_eos_and_drops_the_rest():
+    assert pack_blocks([[1, 2], [3], [4, 5, 6]], 3, eos_id=9) == [[1, 2, 9], [3, 9, 4], [5, 6, 9]]
+    assert pack_blocks([[1, 2], [3]], 2, eos_id=9) == [[1, 2], [9, 3]]  # trailing EOS dropped
+    assert pack_blocks([[1]], 4, eos_id=9) == []
+
+
+def test_endpoints_load_and_alpha_moves_the_logits(trained, pico):
+    from peft import PeftModel
+
+    model, tok = pico
+    ends = clm.Endpoints.load(trained / "endpoints")
+    assert ends.attributes == ["mood"] and ends.poles("mood") == ("sad", "glad")
+    assert ends.base_fingerprint == model.clm_base.fingerprint
+    ids = tok(["The weather today is", "My friend told me th"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        base = model(ids).logits
+        ref_low = (
+            PeftModel.from_pretrained(clm.load_base("pico")[0], ends.adapter_dir("mood", "low")).eval()(ids).logits
+        )
+    im = clm.InterpolatedModel(model, tok, ends)
+    at0, at1 = (im.logits(ids, weights=clm.Weights({"mood": a})) for a in (0.0, 1.0))
+    assert (at0 - at1).abs().max() > 1e-3  # the two trained endpoints differ
+    assert (at0 - base).abs().max() > 1e-3  # and differ from the base
+    torch.testing.assert_close(at0, ref_low, atol=2e-5, rtol=0)  # α=0 is the trained low adapter
+    gens = im.generate(
+        ["Today", "Today"], weights=[clm.Weights({"mood": a}) for a in (0.0, 1.0)], max_new_tokens=4, seed=0
+    )
+    assert len(gens) == 2 and all(g.token_ids for g in gens)
+
+
+def test_provenance_and_log(trained, data_dir, pico):
+    model, _ = pico
+    cfg = _cfg(data_dir)
+    for pole, fname in (("sad", "sad.jsonl"), ("glad", "glad.txt")):
+        prov = json.loads(
+            (trained / "endpoints/mood" / ("low" if pole == "sad" else "high") / "clm_adapter.json").read_text()
+        )
+        assert prov["base_fingerprint"] == model.clm_base.fingerprint
+        assert prov["config_sha256"] == cfg.sha256() and prov["config"] == cfg.to_dict()
+        import hashlib
+
+        assert prov["data"]["file_sha256"] == hashlib.sha256((data_dir / fname).read_bytes()).hexdigest()
+        log = json.loads((trained / "train/mood" / pole / "log.json").read_text())
+        steps = [e["step"] for e in log["log"] if "loss" in e]
+        assert steps == list(range(1, cfg.max_steps + 1))
+        evals = [e for e in log["log"] if "eval_loss" in e]
+        assert evals[0]["step"] == 0 and evals[-1]["step"] == cfg.max_steps
+        assert log["final_eval_loss"] == evals[-1]["eval_loss"] and log["data"]["eval_blocks"] >= 1
+    df = loss_table(trained)
+    assert (
+        set(df.split) == {"train", "eval"} and set(df.pole_name) == {"sad", "glad"} and set(df.pole) == {"low", "high"}
+    )
+
+
+def test_loss_curve_figure(trained):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from clm.train import plot_loss_curves
+
+    g = plot_loss_curves(trained)
+    assert len(g.axes.flat) == 1 and g.axes.flat[0].lines
+
+
+def test_rerun_skips_finished_poles(trained, data_dir):
+    adapter = trained / "train/mood/sad/adapter/adapter_model.safetensors"
+    before = (adapter.stat().st_mtime_ns, (trained / "train/mood/sad/log.json").read_text())
+    # A fresh endpoints dir: both poles are finished in the work dir, so nothing trains.
+    ends = train_endpoints(_cfg(data_dir), trained, endpoints_dir=trained / "ends2", progress=False)
+    assert ends.attributes == ["mood"]
+    assert (adapter.stat().st_mtime_ns, (trained / "train/mood/sad/log.json").read_text()) == before
+    for pole in ("low", "high"):
+        assert _tensors(ends.adapter_dir("mood", pole)).keys() == _tensors(trained / "endpoints/mood" / pole).keys()
+
+
+def test_kill_and_resume_matches_uninterrupted(trained, data_dir, tmp_path):
+    run = tmp_path / "run"
+    (tmp_path / "cfg.yaml").write_text(_cfg(data_dir).to_yaml())
+    script = tmp_path / "kill.py"
+    script.write_text(
+        "import os, sys\n"
+        "from transformers import TrainerCallback\n"
+        "from clm.config import TrainConfig\n"
+        "from clm.train import train_endpoints\n"
+        "class Kill(TrainerCallback):\n"
+        "    def on_step_begin(self, args, state, control, **kw):\n"
+        "        if state.global_step == 4:  # checkpoint-4 is on disk, step 5 never finishes\n"
+        "            os._exit(3)\n"
+        f"train_endpoints(TrainConfig.from_yaml({str(tmp_path / 'cfg.yaml')!r}), {str(run)!r}, progress=False, callbacks=[Kill()])\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    work = run / "train/mood/sad"
+    assert sorted(p.name for p in (work / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert not (work / "adapter").exists() and not (run / "endpoints").exists()
+
+    ends = train_endpoints(_cfg(data_dir), run, progress=False)  # rerun: resumes the killed pole
+    assert json.loads((work / "log.json").read_text())["resumed_from"] == "checkpoint-4"
+    for pole in ("low", "high"):
+        got, ref = _tensors(ends.adapter_dir("mood", pole)), _tensors(trained / "endpoints/mood" / pole)
+        assert got.keys() == ref.keys()
+        for k in ref:
+            torch.testing.assert_close(got[k], ref[k], atol=RESUME_ATOL, rtol=0)
+
+
+def test_two_processes_give_valid_endpoints(data_dir, tmp_path):
+    run = tmp_path / "run"
+    (tmp_path / "cfg.yaml").write_text(_cfg(data_dir, max_steps=2).to_yaml())
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "clm.cli_train",
+        "--config",
+        str(tmp_path / "cfg.yaml"),
+        "--run-dir",
+        str(run),
+        "--no-progress",
+    ]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ends = clm.Endpoints.load(run / "endpoints")
+    assert ends.attributes == ["mood"]
+    for pole in ("low", "high"):
+        factors = ends.factors("mood", pole)
+        assert factors and all(f.B.abs().max() > 0 for f in factors.values())  # trained: B left zero-init
+    log = json.loads((run / "train/mood/sad/log.json").read_text())
+    assert log["world_size"] == 2 and log["steps"] == 2
+
+
+def test_interrupted_adapter_write_leaves_nothing(data_dir, tmp_path, monkeypatch):
+    from peft import PeftModel
+
+    def broken(self, path, **kw):
+        Path(path).mkdir(parents=True, exist_ok=True)
+        (Path(path) / "adapter_config.json").write_text("{")  # half written
+        raise OSError("disk full")
+
+    monkeypatch.setattr(PeftModel, "save_pretrained", broken)
+    with pytest.raises(OSError, match="disk full"):
+        train_endpoints(_cfg(data_dir, max_steps=1, eval_fraction=0.0), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run/train/mood/sad/adapter").exists()
+    assert not list((tmp_path / "run/train/mood/sad").glob(".adapter*"))  # the temp dir is cleaned up
+    assert not (tmp_path / "run/endpoints").exists()
+
+
+def _mood(low: dict, **over) -> dict:
+    return {
+        "attributes": [{"name": "mood", "low": {"name": "sad", **low}, "high": {"name": "glad", "path": "glad.txt"}}],
+        **over,
+    }
+
+
+@pytest.mark.parametrize(
+    "over, words",
+    [
+        (_mood({"path": "missing.jsonl"}), ["missing.jsonl", "does not exist"]),
+        (_mood({"path": "empty.txt"}), ["empty.txt", "holds no texts"]),
+        (_mood({"path": "sad.jsonl"}, block_size=4096), ["mood/sad", "fewer than the 2 block(s) of 4096"]),
+        (_mood({"path": "mixed.csv", "field": "sentence"}), ["no field 'sentence'"]),
+        (_mood({"path": "mixed.csv", "label_column": "lable", "label_value": 0}), ["no label column 'lable'"]),
+        (
+            _mood({"path": "mixed.csv", "label_column": "label", "label_value": 7}),
+            ["label filter label='7' selects no rows"],
+        ),
+        (_mood({"path": "sad.jsonl"}, target_modules=["q_proj", "c_attn"]), ["target module 'c_attn'", "q_proj"]),
+        (_mood({"path": "sad.jsonl"}, r=0), ["r must be a positive integer"]),
+        (_mood({"path": "sad.jsonl"}, learnig_rate=1e-3), ["'learnig_rate'", "'learning_rate'"]),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(data_dir, tmp_path, over, words):
+    (data_dir / "empty.txt").write_text("\n \n")
+    run = tmp_path / "run"
+    with pytest.raises(ClmError) as err:
+        cfg = TrainConfig.from_dict({"preset": "tiny", "data_dir": str(data_dir), **over})
+        train_endpoints(cfg, run, progress=False)
+    msg = str(err.value)
+    assert "\n" not in msg and all(w in msg for w in words), msg
+    assert not run.exists()
+
+
+def test_csv_label_filter_selects_a_pole(data_dir):
+    from clm.train import load_pole
+
+    cfg = TrainConfig.from_dict(
+        _mood({"path": "mixed.csv", "label_column": "label", "label_value": 0}, preset="tiny", data_dir=str(data_dir))
+    )
+    data = load_pole(cfg, cfg.attribute("mood"), "low", clm.models.pico_tokenizer())
+    assert data.n_texts == len(SAD) * 12 and len(data.train) + len(data.eval) >= 2
+    assert all(len(b) == cfg.block_size for b in data.train + data.eval)
