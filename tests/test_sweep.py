@@ -1,0 +1,253 @@
+"""clm.sweep on the pico model: designs, an end-to-end grid, crash and resume, batch = one by one."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import clm
+from clm import sweep
+from clm.errors import ConfigError, WeightsError
+
+PROMPTS = ["Once upon a time", "The cat", "A long and winding road to"]
+
+
+class Frac:
+    """A fake scorer: the share of the text's characters that are in ``chars``."""
+
+    def __init__(self, chars: str, fail_after: int | None = None):
+        self.chars, self.fail_after, self.calls = set(chars), fail_after, 0
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise RuntimeError("scorer crashed")
+        return np.array([sum(c in self.chars for c in t) / max(len(t), 1) for t in texts])
+
+
+def scorers(fail_after: int | None = None):
+    return {"sentiment": Frac("aeiou", fail_after), "formality": lambda texts: [len(t) % 2 for t in texts]}
+
+
+def count_generate(im, monkeypatch) -> list:
+    """Wrap ``im.generate``; returns the list of every call's generations."""
+    calls, real = [], im.generate
+
+    def wrapped(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(out)
+        return out
+
+    monkeypatch.setattr(im, "generate", wrapped)
+    return calls
+
+
+# ---------------------------------------------------------------------- designs
+def test_single_attribute_design_covers_the_extrapolation_bands():
+    s = sweep.single_attribute("sentiment")
+    alphas = [x.weights.alpha["sentiment"] for x in s]
+    assert alphas == [-1, -0.75, -0.5, -0.25, 0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2]
+    assert [x.weights.extrapolate for x in s] == [not 0 <= a <= 1 for a in alphas]
+    assert {x.design for x in s} == {"single"} and {x.target for x in s} == {"sentiment"}
+    assert str(s[4]) == "sentiment=0" and str(s[0]) == "sentiment=-1;extrapolate"
+    with pytest.raises(WeightsError, match="outside the extrapolation bounds"):
+        sweep.single_attribute("sentiment", [3.0])
+    assert sweep.single_attribute("sentiment", [3.0], bounds=(-2, 3))[0].weights.alpha["sentiment"] == 3.0
+
+
+def test_multi_attribute_design_is_the_papers():
+    s = sweep.multi_attribute("sentiment", ["sentiment", "formality", "humor"])
+    assert len(s) == 3 * 6
+    for x in s:
+        lam, alpha = x.weights.lam_resolved(), x.weights.alpha
+        assert lam["sentiment"] in (0.8, 0.4, 0.2)
+        assert lam["formality"] == lam["humor"] == pytest.approx((1 - lam["sentiment"]) / 2)
+        assert alpha["formality"] == alpha["humor"] == 1.0
+    assert sorted({x.weights.alpha["sentiment"] for x in s}) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    with pytest.raises(ConfigError, match="besides"):
+        sweep.multi_attribute("sentiment", ["sentiment"])
+
+
+def test_simplex_design_step_02_has_21_points_summing_to_one():
+    s = sweep.simplex(["sentiment", "formality", "humor"])
+    assert len(s) == 21 and len(set(x.weights for x in s)) == 21
+    for x in s:
+        assert sum(x.weights.lam.values()) == pytest.approx(1.0)
+        assert set(x.weights.alpha.values()) == {1.0}
+    with pytest.raises(ConfigError):
+        sweep.simplex(["a", "b", "c"], step=0.3)
+
+
+def test_custom_design_and_setting_columns():
+    s = sweep.custom(["base", {"sentiment": 0.5}, clm.Weights({"formality": 1.0})])
+    cols = sweep.setting_columns(s[1], ["sentiment", "formality"])
+    assert cols["setting"] == "sentiment=0.5" and cols["alpha_sentiment"] == 0.5 and cols["lam_sentiment"] == 1.0
+    assert math.isnan(cols["alpha_formality"]) and cols["lam_formality"] == 0.0
+    assert clm.Weights.from_json(cols["weights"]) == s[1].weights
+    assert sweep.setting_columns(s[0], ["sentiment"])["setting"] == "base"
+
+
+# ---------------------------------------------------------------------- running
+def test_small_grid_end_to_end(im, tmp_path):
+    settings = sweep.single_attribute("sentiment", [0.0, 0.5, 1.0]) + sweep.custom(["base"])
+    out = tmp_path / "t.parquet"
+    plan = sweep.run_sweep(
+        im,
+        settings,
+        PROMPTS[:2],
+        scorers(),
+        out=out,
+        n_samples=2,
+        seeds=[0, 1],
+        max_new_tokens=6,
+        batch_size=5,
+        dry_run=True,
+        progress=False,
+    )
+    assert plan.n_generations == 4 * 2 * 2 * 2 and plan.n_chunks == 4 * 2 * 2 * 2 // 5 + 1
+    assert plan.n_done == 0 and plan.est_seconds > 0 and "32 generations" in str(plan)
+    assert not out.exists() and not (tmp_path / "t.parquet.parts").exists()  # a dry run writes nothing
+
+    t = sweep.run_sweep(
+        im,
+        settings,
+        PROMPTS[:2],
+        scorers(),
+        out=out,
+        n_samples=2,
+        seeds=[0, 1],
+        max_new_tokens=6,
+        batch_size=5,
+        progress=False,
+    )
+    assert len(t) == 32
+    assert t.groupby(["setting", "seed", "prompt_index", "sample"]).size().eq(1).all()
+    assert t.setting.value_counts().to_dict() == {"sentiment=0": 8, "sentiment=0.5": 8, "sentiment=1": 8, "base": 8}
+    assert set(t.design) == {"single", "custom"}
+    for col in ["prompt", "continuation", "score_sentiment", "score_formality", "ppl", "n_tokens", "alpha_formality"]:
+        assert col in t.columns
+    assert t.score_sentiment.between(0, 1).all() and set(t.score_formality) <= {0, 1}
+    assert (t.n_tokens <= 6).all() and (t.n_tokens > 0).any()
+    assert np.isfinite(t.ppl[t.n_tokens > 0]).all() and (t.ppl[t.n_tokens > 0] > 1).all()
+    assert t.prompt.tolist() == [PROMPTS[i] for i in t.prompt_index]
+    pd.testing.assert_frame_equal(sweep.read_table(out), t)
+    assert not (tmp_path / "t.parquet.parts").exists()  # parts are folded into the table
+    # a second run generates nothing and gives the same table
+    again = sweep.run_sweep(
+        im,
+        settings,
+        PROMPTS[:2],
+        scorers(),
+        out=out,
+        n_samples=2,
+        seeds=[0, 1],
+        max_new_tokens=6,
+        batch_size=5,
+        progress=False,
+        dry_run=True,
+    )
+    assert again.n_chunks_todo == 0 and again.n_done == 32
+
+
+def test_crash_then_rerun_skips_finished_batches(im, tmp_path, monkeypatch):
+    settings = sweep.single_attribute("sentiment", [0.0, 1.0, 2.0])
+    kw = dict(n_samples=1, seeds=[3], max_new_tokens=5, batch_size=2, fluency=None, progress=False)
+    ref = sweep.run_sweep(im, settings, PROMPTS, scorers(), **kw)  # uninterrupted, in memory; 9 rows, 5 batches
+    out = tmp_path / "s.csv"
+    with pytest.raises(RuntimeError, match="scorer crashed"):
+        sweep.run_sweep(im, settings, PROMPTS, scorers(fail_after=3), out=out, **kw)
+    parts = list((tmp_path / "s.csv.parts").glob("*.parquet"))
+    assert len(parts) == 3 and not out.exists()  # the crash lost only the batch in flight
+
+    calls = count_generate(im, monkeypatch)
+    t = sweep.run_sweep(im, settings, PROMPTS, scorers(), out=out, **kw)
+    assert len(calls) == 2  # only the 2 unfinished batches ran
+    assert t.continuation.tolist() == ref.continuation.tolist()  # as if it never crashed
+    assert np.allclose(t.score_sentiment, ref.score_sentiment)
+    pd.testing.assert_frame_equal(
+        sweep.read_table(out)[["setting", "prompt_index", "seed"]], t[["setting", "prompt_index", "seed"]]
+    )
+
+    sweep.run_sweep(im, settings, PROMPTS, scorers(), out=out, **kw)
+    assert len(calls) == 2  # all done: nothing generated
+    # a grown sweep keeps the chunks it shares with the old one (settings appended at the end)
+    more = settings + sweep.single_attribute("sentiment", [-1.0])
+    t2 = sweep.run_sweep(im, more, PROMPTS, {**scorers(), "humor": Frac("xyz")}, out=out, **kw)
+    assert len(t2) == 12 and len(calls) == 2 + 2  # the last old batch (1 row) is regrouped, plus one new
+    assert t2.continuation.tolist()[:8] == ref.continuation.tolist()[:8]
+    assert t2.score_humor.notna().all()  # a scorer added later scores the old rows too
+
+
+def test_batched_settings_equal_one_setting_at_a_time_greedy(im, monkeypatch):
+    settings = sweep.custom(["sentiment=0.3,formality=0.9", "sentiment=1", "formality=0", "base"])
+    calls = count_generate(im, monkeypatch)
+    t = sweep.run_sweep(
+        im,
+        settings,
+        PROMPTS,
+        scorers(),
+        do_sample=False,
+        max_new_tokens=8,
+        batch_size=len(settings) * len(PROMPTS),
+        fluency=None,
+        progress=False,
+    )
+    assert len(calls) == 1  # every setting in one batch, one row each
+    batched = calls[0]
+    for i, s in enumerate(settings):
+        alone = im.generate(PROMPTS, weights=s.weights, do_sample=False, max_new_tokens=8)
+        rows = batched[i * len(PROMPTS) : (i + 1) * len(PROMPTS)]
+        assert [g.token_ids for g in rows] == [g.token_ids for g in alone]
+        assert t[t.setting == str(s)].continuation.tolist() == [g.text for g in alone]
+    assert len({tuple(g.token_ids) for g in batched}) > 1  # the settings do differ
+
+
+def test_perplexity_per_setting_is_measured_once_and_resumes(im, tmp_path):
+    seen = []
+
+    def ppl(w):
+        seen.append(str(w))
+        return 10.0 + w.alpha.get("sentiment", 0.0)
+
+    settings = sweep.single_attribute("sentiment", [0.0, 1.0])
+    t = sweep.run_sweep(
+        im,
+        settings,
+        PROMPTS[:2],
+        scorers(),
+        out=tmp_path / "p.parquet",
+        perplexity=ppl,
+        max_new_tokens=3,
+        fluency=None,
+        progress=False,
+    )
+    assert seen == ["sentiment=0", "sentiment=1"]
+    assert t.groupby("setting").wikitext_ppl.first().to_dict() == {"sentiment=0": 10.0, "sentiment=1": 11.0}
+    table = sweep.perplexity_table(
+        settings + sweep.custom(["base"]), ppl, ["sentiment"], out=tmp_path / "p_perplexity.parquet"
+    )
+    assert seen == ["sentiment=0", "sentiment=1", "base"] and table.wikitext_ppl.tolist() == [10.0, 11.0, 10.0]
+    assert table.alpha_sentiment.tolist()[:2] == [0.0, 1.0]
+
+
+def test_bad_input_fails_before_any_work(im, tmp_path, monkeypatch):
+    calls = count_generate(im, monkeypatch)
+    with pytest.raises(ConfigError, match=r"\.parquet or \.csv"):
+        sweep.run_sweep(im, ["sentiment=1"], PROMPTS, scorers(), out=tmp_path / "x.txt")
+    with pytest.raises(WeightsError, match="unknown attribute 'humor'"):
+        sweep.run_sweep(im, ["humor=1"], PROMPTS, scorers())
+    with pytest.raises(ConfigError, match="n_samples"):
+        sweep.run_sweep(im, ["sentiment=1"], PROMPTS, scorers(), n_samples=0)
+    with pytest.raises(clm.DataError):
+        sweep.run_sweep(im, ["sentiment=1"], tmp_path / "missing.jsonl", scorers())
+    assert calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_prompts_file_is_read_with_read_texts(im, tmp_path):
+    f = tmp_path / "prompts.jsonl"
+    f.write_text('{"prompt": "Hello there"}\n{"prompt": "Second one"}\n{"prompt": "Third"}\n')
+    t = sweep.run_sweep(im, ["base"], f, scorers(), n_prompts=2, max_new_tokens=2, fluency=None, progress=False)
+    assert t.prompt.tolist() == ["Hello there", "Second one"]
