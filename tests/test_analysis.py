@@ -1,0 +1,186 @@
+"""clm.analysis against hand-computed values on synthetic tables and synthetic LoRA factors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import clm
+from clm import analysis
+from clm.endpoints import LoraFactors
+from clm.lora import delta_weight
+
+ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def synthetic_table(noise: float = 0.05) -> pd.DataFrame:
+    """Single-attribute sweeps of sentiment and formality with known linear effects.
+
+    Varying sentiment: score_sentiment = 0.2 + 0.6 α, score_formality = 0.5 + 0.3 α.
+    Varying formality: score_formality = 0.1 + 0.8 α, score_sentiment = 0.4 − 0.2 α.
+    Each α has 4 samples at mean ± noise, so the mean per α is exact.
+    """
+    rows = []
+    effects = {
+        "sentiment": {"sentiment": (0.2, 0.6), "formality": (0.5, 0.3)},
+        "formality": {"formality": (0.1, 0.8), "sentiment": (0.4, -0.2)},
+    }
+    for target, eff in effects.items():
+        other = "formality" if target == "sentiment" else "sentiment"
+        for a in [-1.0, *ALPHAS, 2.0]:
+            for k, d in enumerate([-noise, noise, -2 * noise, 2 * noise]):
+                rows.append(
+                    {
+                        "design": "single",
+                        "target": target,
+                        f"alpha_{target}": a,
+                        f"alpha_{other}": np.nan,
+                        "sample": k,
+                        **{f"score_{j}": c + s * a + d for j, (c, s) in eff.items()},
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_spearman_and_linear_fit_by_hand():
+    assert analysis.spearman([1, 2, 3, 4], [10, 20, 25, 100]) == pytest.approx(1.0)
+    assert analysis.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    # ranks x = 1,2,3,4; y = 1, 2.5, 2.5, 4 (a tie): Pearson of ranks = 4.5 / sqrt(5 * 4.5)
+    assert analysis.spearman([1, 2, 3, 4], [1, 5, 5, 9]) == pytest.approx(4.5 / math.sqrt(5 * 4.5))
+    assert math.isnan(analysis.spearman([1, 2, 3], [7, 7, 7]))
+    slope, intercept, r2 = analysis.linear_fit([0, 1, 2, 3], [1, 3, 5, 7])
+    assert (slope, intercept, r2) == pytest.approx((2.0, 1.0, 1.0))
+    # y = 0, 1, 0, 1 on x = 0..3: slope 0.2, intercept 0.2, R² = 1 - 0.8/1 = 0.2
+    assert analysis.linear_fit([0, 1, 2, 3], [0, 1, 0, 1]) == pytest.approx((0.2, 0.2, 0.2))
+
+
+def test_bootstrap_ci_is_seeded_and_degenerates_on_constants():
+    v = np.random.default_rng(1).normal(size=200)
+    assert analysis.bootstrap_ci(v, seed=3) == analysis.bootstrap_ci(v, seed=3)
+    lo, hi = analysis.bootstrap_ci(v, seed=3)
+    assert lo < v.mean() < hi and hi - lo == pytest.approx(2 * 1.96 * v.std() / math.sqrt(200), rel=0.25)
+    assert analysis.bootstrap_ci([0.3] * 5) == pytest.approx((0.3, 0.3))
+    assert analysis.bootstrap_ci(v, stat=np.median, seed=0)[0] < np.median(v)
+
+
+def test_response_curve_means_and_cis():
+    t = synthetic_table()
+    r = analysis.response(t, "sentiment")
+    assert r.alpha.tolist() == [-1.0, *ALPHAS, 2.0]
+    assert r["mean"].to_numpy() == pytest.approx(0.2 + 0.6 * r.alpha.to_numpy())
+    assert (r.lo <= r["mean"]).all() and (r["mean"] <= r.hi).all() and (r.n == 4).all()
+    cross = analysis.response(t, "sentiment", score="formality")
+    assert cross["mean"].to_numpy() == pytest.approx(0.5 + 0.3 * cross.alpha.to_numpy())
+    flat = analysis.response(synthetic_table(noise=0.0), "formality")
+    assert flat.lo.to_numpy() == pytest.approx(flat["mean"].to_numpy())
+    assert flat.hi.to_numpy() == pytest.approx(flat["mean"].to_numpy())
+
+
+def test_predictability_of_perfectly_linear_data():
+    p = analysis.predictability(synthetic_table()).set_index("attribute")
+    assert list(p.index) == ["sentiment", "formality"]
+    assert p.loc["sentiment", ["rho", "r2", "slope", "range"]].tolist() == pytest.approx([1.0, 1.0, 0.6, 0.6])
+    assert p.loc["formality", ["rho", "r2", "slope", "range"]].tolist() == pytest.approx([1.0, 1.0, 0.8, 0.8])
+    assert (p.n_alpha == 5).all() and (p.n == 20).all()  # only α in [0, 1]
+    for s in ("slope", "range"):
+        assert (p[f"{s}_lo"] <= p[s]).all() and (p[s] <= p[f"{s}_hi"]).all()
+    exact = analysis.predictability(synthetic_table(noise=0.0)).set_index("attribute")
+    assert exact.loc["sentiment", ["range_lo", "range_hi", "rho_lo", "r2_hi"]].tolist() == pytest.approx(
+        [0.6, 0.6, 1.0, 1.0]
+    )
+    wide = analysis.predictability(synthetic_table(), interval=(-1, 2)).set_index("attribute")
+    assert wide.loc["sentiment", "range"] == pytest.approx(1.8) and (wide.n_alpha == 7).all()
+
+
+def test_predictability_by_lambda_groups():
+    t = synthetic_table()
+    t["lam_sentiment"] = np.where(t["sample"] < 2, 0.8, 0.2)
+    p = analysis.predictability(t, ["sentiment"], by="lam_sentiment")
+    assert p.lam_sentiment.tolist() == [0.2, 0.8] and p.slope.tolist() == pytest.approx([0.6, 0.6])
+
+
+def test_entanglement_matrix_with_known_slopes():
+    raw = analysis.entanglement(synthetic_table(), normalize=False)
+    assert raw.loc["sentiment"].tolist() == pytest.approx([0.6, 0.3])
+    assert raw.loc["formality"].tolist() == pytest.approx([-0.2, 0.8])
+    m = analysis.entanglement(synthetic_table())
+    assert m.loc["sentiment", "sentiment"] == m.loc["formality", "formality"] == 1.0
+    assert m.loc["sentiment", "formality"] == pytest.approx(0.5)
+    assert m.loc["formality", "sentiment"] == pytest.approx(-0.25)
+
+
+# ---------------------------------------------------------------------- geometry
+def factors(seed: int, modules: dict[str, tuple[int, int]], r: int, scale: float) -> dict[str, LoraFactors]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        m: LoraFactors(torch.randn(r, d_in, generator=g), torch.randn(d_out, r, generator=g), scale)
+        for m, (d_out, d_in) in modules.items()
+    }
+
+
+def flat(f: dict[str, LoraFactors], modules: list[str], shapes: dict[str, tuple[int, int]]) -> torch.Tensor:
+    """One endpoint as the explicit vector of every module's ΔW (zeros where not adapted)."""
+    parts = [
+        delta_weight(f[m].A.double(), f[m].B.double(), f[m].scale).flatten()
+        if m in f
+        else torch.zeros(shapes[m][0] * shapes[m][1], dtype=torch.float64)
+        for m in modules
+    ]
+    return torch.cat(parts)
+
+
+def test_gram_cosines_and_distances_equal_explicit_flattened_deltas():
+    shapes = {"l0.q": (6, 5), "l0.v": (4, 5), "l1.q": (6, 5)}
+    sets = {
+        "s/low": factors(1, shapes, r=2, scale=2.0),
+        "s/high": factors(2, {"l0.q": (6, 5), "l1.q": (6, 5)}, r=3, scale=0.5),  # no l0.v
+        "f/low": factors(3, shapes, r=1, scale=1.0),
+        "f/high": factors(4, shapes, r=4, scale=1.5),
+    }
+    G = analysis.endpoint_gram(sets)
+    V = torch.stack([flat(f, sorted(shapes), shapes) for f in sets.values()])  # (K, D)
+    assert G.to_numpy() == pytest.approx((V @ V.T).numpy(), rel=1e-10)
+    cos = analysis.cosine_matrix(G).to_numpy()
+    assert cos == pytest.approx(torch.nn.functional.cosine_similarity(V[:, None], V[None], dim=-1).numpy(), rel=1e-9)
+    dist = analysis.distance_matrix(G).to_numpy()
+    assert dist == pytest.approx(torch.cdist(V, V).numpy(), rel=1e-9, abs=1e-9)
+    assert np.diag(cos) == pytest.approx(1.0) and np.diag(dist) == pytest.approx(0.0, abs=1e-6)
+    only_v = analysis.endpoint_gram(sets, modules=r"\.v$")
+    assert only_v.loc["s/high"].abs().max() == 0.0  # it does not adapt l0.v
+    # an endpoint that is another's exact multiple has cosine 1 and distance |c1 - c2| ‖ΔW‖
+    twice = {
+        "a/low": sets["f/low"],
+        "a/high": {m: LoraFactors(f.A, f.B, 2 * f.scale) for m, f in sets["f/low"].items()},
+    }
+    G2 = analysis.endpoint_gram(twice)
+    assert analysis.cosine_matrix(G2).loc["a/low", "a/high"] == pytest.approx(1.0)
+    assert analysis.distance_matrix(G2).loc["a/low", "a/high"] == pytest.approx(math.sqrt(G2.loc["a/low", "a/low"]))
+
+
+def test_interpolated_points_and_mds_are_exact(endpoints_dir):
+    ends = clm.Endpoints.load(endpoints_dir)
+    G = analysis.endpoint_gram(ends)
+    assert list(G.index) == ["sentiment/low", "sentiment/high", "formality/low", "formality/high"]
+    # α = 0 and α = 1 of one attribute are its endpoints
+    P = analysis.point_gram(G, ["sentiment=0", "sentiment=1", "formality=1"])
+    assert P.loc["sentiment=0", "sentiment=0"] == pytest.approx(G.loc["sentiment/low", "sentiment/low"])
+    assert P.loc["sentiment=1", "formality=1"] == pytest.approx(G.loc["sentiment/high", "formality/high"])
+    # points along one attribute's α are collinear and evenly spaced: MDS puts them on a line
+    alphas = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
+    emb = analysis.mds_embedding(G, clm.sweep.single_attribute("sentiment", alphas), base=False)
+    xy = emb[["x", "y"]].to_numpy()
+    assert np.abs(xy[:, 1]).max() == pytest.approx(0.0, abs=1e-6)
+    step = analysis.distance_matrix(G).loc["sentiment/low", "sentiment/high"] * 0.5
+    assert np.diff(np.sort(xy[:, 0])) == pytest.approx(np.full(6, step), rel=1e-6)
+    assert emb.alpha_sentiment.tolist() == alphas and "base" not in emb.setting.tolist()
+    # classical MDS reproduces Euclidean distances of a planar point set
+    pts = np.array([[0, 0], [3, 0], [0, 4], [1, 1]], dtype=float)
+    D = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+    X = analysis.classical_mds(D)
+    assert np.linalg.norm(X[:, None] - X[None], axis=-1) == pytest.approx(D, abs=1e-9)
+    both = analysis.mds_embedding(G, clm.sweep.simplex(["sentiment", "formality"], step=0.5))
+    assert both.setting.tolist()[-1] == "base" and len(both) == 4
