@@ -32,10 +32,17 @@ class _Coefficients:
         self.table = torch.zeros(1, n_endpoints, dtype=torch.float64)
         self.version = 0
         self.active = False
+        # (1, K) coefficients merged into the base weights by clm.merge (None: nothing merged).
+        # The fused path then adds only the difference, so any setting stays exact while merged.
+        self.offset: torch.Tensor | None = None
+        self.cache: dict[Any, Any] = {}  # per-setting values shared by modules of one signature
 
     def set(self, table: torch.Tensor) -> None:
+        if self.offset is not None:
+            table = table - self.offset  # (N, K)
         self.table = table
         self.active = bool(table.abs().sum() > 0)
+        self.cache = {}
         self.version += 1
 
 
@@ -57,25 +64,53 @@ class InterpolatedLinear(nn.Module):
         self.register_buffer("owner", owner, persistent=False)  # (R,)
         self.register_buffer("scale", scale, persistent=False)  # (R,)
         self._coefficients = coefficients
-        self._gains: torch.Tensor | None = None
-        self._gains_version = -1
+        # Endpoint k owns the contiguous rank components [lo, hi) (factors are concatenated in
+        # endpoint order). Modules with the same ranks and scales share one signature, so a new
+        # setting's gains are computed once per signature, not once per module.
+        own, sc = owner.tolist(), scale.tolist()
+        self._spans = {k: (own.index(k), len(own) - own[::-1].index(k)) for k in dict.fromkeys(own)}
+        self._signature = (tuple(own), tuple(sc), str(A.device))
+        self._cast: tuple[torch.Tensor, torch.Tensor] | None = None  # A, B cast to the activations' dtype
+        self._active: tuple[int, Any] = (-1, None)  # (version, (gains, A, B) sliced) for the current setting
 
     def gains(self, dtype: torch.dtype) -> torch.Tensor:
         """(N, R) per-row, per-rank-component gains c·s, cached until the setting changes."""
         c = self._coefficients
-        if self._gains_version != c.version or self._gains is None or self._gains.dtype != dtype:
+        key = (self._signature, dtype)
+        if key not in c.cache:
             table = c.table.to(device=self.A.device, dtype=torch.float64)
-            self._gains = rank_gains(table, self.owner, self.scale.to(torch.float64)).to(dtype)
-            self._gains_version = c.version
-        return self._gains
+            c.cache[key] = rank_gains(table, self.owner, self.scale.to(torch.float64)).to(dtype)
+        return c.cache[key]
+
+    def _live(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(gains, A, B) restricted to the span of rank components some row uses, or None.
+
+        Endpoints whose coefficient is 0 in every row are skipped: the slices are views (no copy)
+        of the smallest contiguous span covering the live endpoints, found on the CPU table.
+        """
+        c = self._coefficients
+        if self._active[0] == c.version and (self._active[1] is None or self._active[1][0].dtype == dtype):
+            return self._active[1]
+        live = (c.table != 0).any(0).tolist()  # (K,) on the CPU: no device sync
+        spans = [self._spans[k] for k in self._spans if live[k]]
+        out = None
+        if spans:
+            lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+            if self._cast is None or self._cast[0].dtype != dtype:
+                self._cast = (self.A.to(dtype), self.B.to(dtype))  # cast once, not on every forward
+            A, B = self._cast
+            out = (self.gains(dtype)[:, lo:hi], A[lo:hi], B[:, lo:hi])  # (N, R'), (R', d_in), (d_out, R')
+        self._active = (c.version, out)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)  # (N, T, d_out)
         if not self._coefficients.active:
             return y
-        A = self.A if self.A.dtype == x.dtype else self.A.to(x.dtype)
-        B = self.B if self.B.dtype == x.dtype else self.B.to(x.dtype)
-        g = self.gains(x.dtype)  # (N|1, R)
+        live = self._live(x.dtype)
+        if live is None:  # this module's endpoints are all at 0
+            return y
+        g, A, B = live
         if g.shape[0] not in (1, x.shape[0]):
             raise WeightsError(f"the weights have {g.shape[0]} rows but the batch has {x.shape[0]}")
         return y + fused_delta(x, A, B, g).to(y.dtype)
@@ -214,6 +249,13 @@ class InterpolatedModel:
     def reset(self) -> None:
         """Back to the base model (every coefficient 0)."""
         self.set_weights(None)
+
+    def merged(self, weights: Any = None):
+        """Context manager: merge one shared setting into the base weights, restored bit-exactly
+        on exit (a 4-bit base falls back to the fused path). See :func:`clm.merge.merged`."""
+        from .merge import merged
+
+        return merged(self, weights)
 
     # ------------------------------------------------------------------ running
     @torch.no_grad()
