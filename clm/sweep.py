@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import json
 import os
 import time
@@ -256,11 +257,32 @@ def base_fluency(im: Any, batch_size: int = 16) -> Callable[[list[str], list[lis
 
 
 def _score(scorer: Any, texts: list[str]) -> np.ndarray:
+    """P(high) per text from a scorer (``.score(texts)`` or a callable); no progress bars."""
     fn = scorer.score if hasattr(scorer, "score") else scorer
-    out = np.asarray(fn(texts), dtype=float).reshape(-1)
+    try:
+        quiet = {"progress": False} if "progress" in inspect.signature(fn).parameters else {}
+    except (TypeError, ValueError):  # a builtin without a signature
+        quiet = {}
+    out = np.asarray(fn(texts, **quiet), dtype=float).reshape(-1)
     if out.shape[0] != len(texts):
         raise ConfigError(f"scorer {scorer!r} returned {out.shape[0]} scores for {len(texts)} texts")
     return out
+
+
+def score_all(texts: list[str], scorers: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``score_<name>`` -> P(high) per text for every scorer. clm's head scorers that share an
+    encoder share one embedding pass (:func:`clm.scoring.score_texts`)."""
+    heads = {n: s for n, s in scorers.items() if type(s).__name__ == "HeadScorer"}
+    out: dict[str, np.ndarray] = {}
+    if heads:
+        from .scoring import score_texts
+
+        df = score_texts(texts, heads, progress=False)
+        out.update({f"score_{n}": df[f"score_{n}"].to_numpy(float) for n in heads})
+    for name, sc in scorers.items():
+        if name not in heads:
+            out[f"score_{name}"] = _score(sc, texts)
+    return {f"score_{n}": out[f"score_{n}"] for n in scorers}
 
 
 def _run_chunk(im, chunk, settings, prompts, attributes, scorers, fluency, gen_kw) -> Any:
@@ -292,9 +314,8 @@ def _run_chunk(im, chunk, settings, prompts, attributes, scorers, fluency, gen_k
             }
         )
     df = pd.DataFrame.from_records(records)
-    texts = [g.text for g in gens]
-    for name, sc in scorers.items():
-        df[f"score_{name}"] = _score(sc, texts)
+    for col, values in score_all([g.text for g in gens], scorers).items():
+        df[col] = values
     if fluency is not None:
         df["ppl"] = np.asarray(fluency([g.prompt for g in gens], [g.token_ids for g in gens]), dtype=float)
     return df

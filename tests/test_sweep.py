@@ -251,3 +251,33 @@ def test_prompts_file_is_read_with_read_texts(im, tmp_path):
     f.write_text('{"prompt": "Hello there"}\n{"prompt": "Second one"}\n{"prompt": "Third"}\n')
     t = sweep.run_sweep(im, ["base"], f, scorers(), n_prompts=2, max_new_tokens=2, fluency=None, progress=False)
     assert t.prompt.tolist() == ["Hello there", "Second one"]
+
+
+def test_head_scorers_share_one_embedding_pass_per_batch():
+    from clm.scoring import Head, HeadScorer
+
+    class Encoder:  # a stand-in for clm.encoders: 2 features per text
+        id, calls = "fake", 0
+
+        def embed(self, texts, batch_size=64, progress=None):
+            Encoder.calls += 1
+            return np.array([[len(t), t.count("a")] for t in texts], dtype=float)
+
+        def truncated(self, texts):
+            return np.zeros(len(texts), dtype=bool)
+
+    enc = Encoder()
+    heads = {
+        "sentiment": HeadScorer(
+            "sentiment", "negative", "positive", Head([(np.array([[0.1], [1.0]]), np.array([-1.0]))]), enc
+        ),
+        "formality": HeadScorer(
+            "formality", "informal", "formal", Head([(np.array([[-0.2], [0.5]]), np.array([0.3]))]), enc
+        ),
+    }
+    texts = ["a cat", "banana", "", "xyz"]
+    scores = sweep.score_all(texts, {**heads, "humor": Frac("xyz")})
+    assert list(scores) == ["score_sentiment", "score_formality", "score_humor"] and Encoder.calls == 1
+    for name, sc in heads.items():
+        np.testing.assert_allclose(scores[f"score_{name}"], sc.score(texts))
+    assert np.isnan(scores["score_sentiment"][2])  # an empty continuation has no score
