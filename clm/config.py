@@ -196,6 +196,17 @@ class TrainConfig(_Strict):
         """sha256 of the config's canonical JSON (recorded beside each adapter)."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
+    def pole_sha256(self, attribute: str, pole: str) -> str:
+        """sha256 of what shapes one pole's adapter: the config without the attribute list, notes
+        and other attributes' epochs, plus this pole's data source. A finished or half-trained
+        pole is reused only if this matches."""
+        d = {
+            k: v for k, v in self.to_dict().items() if k not in ("attributes", "note", "preset", "epochs_by_attribute")
+        }
+        spec = getattr(self.attribute(attribute), pole)
+        d.update(attribute=attribute, pole=spec.model_dump(mode="json"), epochs=self.epochs_for(attribute))
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         import yaml
 
@@ -323,12 +334,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(
         preset="cpu",
         note=(
-            "2 CPU cores: a fixed budget of 120 steps x 16 blocks x 128 tokens (about 250k tokens, "
-            "~7 min per pole at ~600 tokens/s) instead of the paper's full epochs; with so few "
-            "steps the update must be larger to control style (2 epochs on 2,500 SST-2 sentences "
-            "at lr 5e-4, alpha/r = 0.5 moved sentiment only 0.46 -> 0.51), so lr 1e-3 and "
-            "alpha = 2r (scale 2, 4x the paper's), effective batch 16 (more, smaller steps), "
-            "dropout 0.05; fp32 base because NF4 de-quantization on a CPU is slower than fp32"
+            "2 CPU cores train SmolLM2-135M with LoRA at roughly 100-200 tokens/s, so instead of "
+            "the paper's full epochs each pole gets a fixed budget: 60 steps x 8 blocks x 128 "
+            "tokens (~61k tokens, ~1 epoch of 3,000 texts, ~5-10 min); with so few steps each "
+            "must move further (2 epochs on 2,500 SST-2 sentences at lr 5e-4, alpha/r = 0.5 "
+            "moved sentiment only 0.46 -> 0.51), so lr 1e-3 and alpha = 2r (update scale 2, 4x "
+            "the paper's), effective batch 8 (more, smaller steps), dropout 0.05 (little data is "
+            "seen twice); fp32 base because NF4 de-quantization on a CPU is slower than fp32. A "
+            "starting point: choose final values by held-out loss"
         ),
         model="smollm2-135m",
         quantization=None,
@@ -342,10 +355,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         lr_scheduler="linear",
         warmup_ratio=0.05,
         batch_size=8,
-        grad_accum=2,
+        grad_accum=1,
         block_size=128,
-        max_texts=6000,
-        max_steps=120,
+        max_texts=3000,
+        max_steps=60,
         eval_fraction=0.05,
         save_steps=20,
     ),

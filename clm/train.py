@@ -139,6 +139,18 @@ class _Blocks:
         return {"input_ids": self.ids[i], "labels": self.ids[i]}
 
 
+def _check_work(cfg: TrainConfig, attribute: str, pole: str, work: Path) -> None:
+    """A finished or half-trained pole in the work dir must come from the same settings."""
+    want = cfg.pole_sha256(attribute, pole)
+    prov, mark = work / "adapter" / "clm_adapter.json", work / "pole_sha256"
+    have = json.loads(prov.read_text()).get("pole_sha256") if prov.is_file() else None
+    have = have or (mark.read_text().strip() if mark.is_file() else None)
+    if have is not None and have != want:
+        raise ConfigError(
+            f"{str(work)!r} holds {attribute}/{work.name} trained with other settings; use another run_dir or delete it"
+        )
+
+
 # ---------------------------------------------------------------------- training
 def _rank() -> tuple[int, int, int]:
     """(rank, local rank, world size) from the launcher's environment (torchrun / accelerate)."""
@@ -289,6 +301,7 @@ def train_pole(
                     pole_name=data.name,
                     config=cfg.to_dict(),
                     config_sha256=cfg.sha256(),
+                    pole_sha256=cfg.pole_sha256(data.attribute, data.pole),
                     data=data.provenance(),
                     steps=trainer.state.global_step,
                     final_eval_loss=final.get("eval_loss"),
@@ -366,6 +379,9 @@ def _train_endpoints(config, run_dir, endpoints_dir, attributes, progress, callb
     check_targets(config, base.modules, base.id)
     if tok.eos_token_id is None:
         raise ConfigError(f"the tokenizer of {base.id!r} has no EOS token to join texts with")
+    for a in todo:
+        for p in POLES:
+            _check_work(config, a.name, p, work / a.name / getattr(a, p).name)
     data = {
         (a.name, p): load_pole(config, a, p, tok)
         for a in todo
@@ -380,6 +396,8 @@ def _train_endpoints(config, run_dir, endpoints_dir, attributes, progress, callb
         for p in POLES:
             if (a.name, p) in data:
                 dirs[p].mkdir(parents=True, exist_ok=True)
+                if rank == 0:
+                    (dirs[p] / "pole_sha256").write_text(config.pole_sha256(a.name, p))
                 train_pole(config, data[(a.name, p)], dirs[p], progress, callbacks)
         if rank == 0:
             if ends is None:

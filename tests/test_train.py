@@ -156,6 +156,12 @@ def test_rerun_skips_finished_poles(trained, data_dir):
         assert _tensors(ends.adapter_dir("mood", pole)).keys() == _tensors(trained / "endpoints/mood" / pole).keys()
 
 
+def test_rerun_with_other_settings_is_refused(trained, data_dir):
+    with pytest.raises(ClmError, match="trained with other settings"):
+        train_endpoints(_cfg(data_dir, learning_rate=3e-3), trained, endpoints_dir=trained / "ends3", progress=False)
+    assert not (trained / "ends3").exists()
+
+
 def test_kill_and_resume_matches_uninterrupted(trained, data_dir, tmp_path):
     run = tmp_path / "run"
     (tmp_path / "cfg.yaml").write_text(_cfg(data_dir).to_yaml())
