@@ -91,7 +91,8 @@ def response_curves(
     title: str | None = None,
 ) -> Figure:
     """Mean score against α with bootstrap CIs, one panel per attribute; the interpolation band
-    [0, 1] and the extrapolation bands shaded.
+    [0, 1] and the extrapolation bands shaded; the base model's mean score (rows of setting
+    ``"base"``, if any) dashed.
 
     Args:
         table: a sweep table (:func:`clm.sweep.run_sweep`).
@@ -114,12 +115,13 @@ def response_curves(
                 name = None if by is None else f"{by.split('_')[0].replace('lam', 'λ')} = {key:g}"
                 ax.fill_between(g.alpha, g.lo, g.hi, color=c, alpha=0.25, lw=0)
                 ax.plot(g.alpha, g["mean"], "o-", color=c, ms=4, label=name)
+            base = table[f"score_{score or attr}"][table["setting"] == "base"] if "setting" in table.columns else []
+            if len(base):
+                ax.axhline(float(base.mean()), ls="--", color="0.3", lw=1, label="base model")
             shade_bands(ax)
             ax.set(title=attr, xlabel=f"α ({attr})", ylabel=_label(score or attr))
-            if by:
+            if by or len(base):
                 ax.legend(fontsize="small")
-        for ax in axes[1:]:
-            ax.set_ylabel("")
         if title:
             fig.suptitle(title)
         fig.tight_layout()
@@ -132,15 +134,19 @@ def perplexity_curve(
     column: str = "wikitext_ppl",
     base: float | None = None,
     log: bool = True,
+    agg: str = "median",
 ) -> Figure:
     """Perplexity against α, one line per attribute, bands shaded; the base model dashed.
 
     Args:
-        table: one row per setting (:func:`clm.sweep.perplexity_table`) or a sweep table with
-            ``column``; rows of attribute a are those with ``target == a``.
-        base: the base model's perplexity (default: the row whose setting is ``"base"``, if any).
+        table: one row per setting (:func:`clm.sweep.perplexity_table`), or a sweep table with
+            ``column`` (e.g. ``"ppl"``, each continuation's perplexity under the base model);
+            rows of attribute a are those with ``target == a``.
+        base: the base model's perplexity (default: the setting ``"base"``, if present).
+        agg: how rows of one setting are combined (median: robust to a few degenerate samples).
     """
-    t = table.drop_duplicates("setting") if "setting" in table.columns else table
+    keep = {c: "first" for c in table.columns if c in ("target", "design") or c.startswith("alpha_")}
+    t = table.groupby("setting", sort=False, dropna=False, as_index=False).agg({**keep, column: agg})
     attributes = list(attributes) if attributes is not None else [a for a in t["target"].dropna().unique()]
     if base is None and "setting" in t.columns and (t["setting"] == "base").any():
         base = float(t.loc[t["setting"] == "base", column].iloc[0])

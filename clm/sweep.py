@@ -256,6 +256,19 @@ def base_fluency(im: Any, batch_size: int = 16) -> Callable[[list[str], list[lis
     return fluency
 
 
+def wikitext_perplexity(im: Any, path: str | os.PathLike, **kwargs: Any) -> Callable[[Weights], float]:
+    """``weights -> perplexity`` of ``im`` on a text file (e.g. WikiText-2 test), for
+    :func:`perplexity_table` and ``run_sweep(perplexity=...)``. ``kwargs`` go to
+    :func:`clm.perplexity.sliding_window_perplexity` (``max_tokens``, ``stride``, ``window``...)."""
+
+    def perplexity(weights: Weights) -> float:
+        from .perplexity import sliding_window_perplexity
+
+        return sliding_window_perplexity(im, path=path, weights=weights, progress=False, **kwargs).ppl
+
+    return perplexity
+
+
 def _score(scorer: Any, texts: list[str]) -> np.ndarray:
     """P(high) per text from a scorer (``.score(texts)`` or a callable); no progress bars."""
     fn = scorer.score if hasattr(scorer, "score") else scorer
@@ -448,7 +461,9 @@ def run_sweep(
         chunks=chunks,
     )
     if dry_run:
-        if tokens_per_s:
+        if not todo:
+            plan.seconds_per_chunk = 0.0
+        elif tokens_per_s:
             plan.seconds_per_chunk = batch_size * max_new_tokens / tokens_per_s
         elif todo:
             t0 = time.perf_counter()

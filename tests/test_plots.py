@@ -63,6 +63,7 @@ def test_response_curves(single, tmp_path):
     ax = fig.axes[0]
     assert ax.get_xlabel() == "α (sentiment)" and ax.get_ylabel() == "P(positive)"
     assert len(ax.patches) == 3  # the interpolation band and two extrapolation bands
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["base model"]
     multi = fake_table(sweep.multi_attribute("humor", ATTRS))
     fig = plots.response_curves(multi, ["humor"], by="lam_humor", n_boot=100)
     assert len(fig.axes[0].get_legend().get_texts()) == 3  # λ = 0.2, 0.4, 0.8
@@ -76,6 +77,12 @@ def test_perplexity_curve(tmp_path):
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["sentiment", "formality", "base model"]
     check(fig, tmp_path, "ppl", n_axes=1)
+    # a sweep table: each continuation's perplexity, combined per setting (median by default)
+    rows = fake_table(sweep.single_attribute("humor", [0, 1, 2]), n=3)
+    rows["ppl"] = np.tile([10.0, 30.0, 1000.0], 3) * np.repeat([1, 2, 3], 3)
+    fig = plots.perplexity_curve(rows, column="ppl", log=False)
+    assert fig.axes[0].get_lines()[0].get_ydata().tolist() == [30.0, 60.0, 90.0]
+    check(fig, tmp_path, "ppl_samples", n_axes=1)
 
 
 def test_heatmaps(single, tmp_path):

@@ -110,6 +110,18 @@ def test_small_grid_end_to_end(im, tmp_path):
     assert plan.n_generations == 4 * 2 * 2 * 2 and plan.n_chunks == 4 * 2 * 2 * 2 // 5 + 1
     assert plan.n_done == 0 and plan.est_seconds > 0 and "32 generations" in str(plan)
     assert not out.exists() and not (tmp_path / "t.parquet.parts").exists()  # a dry run writes nothing
+    assert sweep.run_sweep(
+        im,
+        settings,
+        PROMPTS[:2],
+        scorers(),
+        n_samples=2,
+        seeds=[0, 1],
+        max_new_tokens=6,
+        batch_size=5,
+        dry_run=True,
+        tokens_per_s=60.0,
+    ).est_seconds == pytest.approx(7 * 5 * 6 / 60)
 
     t = sweep.run_sweep(
         im,
@@ -149,7 +161,7 @@ def test_small_grid_end_to_end(im, tmp_path):
         progress=False,
         dry_run=True,
     )
-    assert again.n_chunks_todo == 0 and again.n_done == 32
+    assert again.n_chunks_todo == 0 and again.n_done == 32 and again.est_seconds == 0.0
 
 
 def test_crash_then_rerun_skips_finished_batches(im, tmp_path, monkeypatch):
@@ -281,3 +293,12 @@ def test_head_scorers_share_one_embedding_pass_per_batch():
     for name, sc in heads.items():
         np.testing.assert_allclose(scores[f"score_{name}"], sc.score(texts))
     assert np.isnan(scores["score_sentiment"][2])  # an empty continuation has no score
+
+
+def test_wikitext_perplexity_callable_changes_with_the_weights(im, tmp_path):
+    f = tmp_path / "wiki.txt"
+    f.write_text("The quick brown fox jumps over the lazy dog.\n" * 8)
+    ppl = sweep.wikitext_perplexity(im, f, max_tokens=96, window=64, stride=32)
+    base, pos = ppl(clm.Weights.base()), ppl(clm.Weights({"sentiment": 1.0}))
+    assert 1 < base and 1 < pos and base != pos
+    assert base == ppl(clm.Weights.base())
