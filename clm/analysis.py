@@ -33,9 +33,12 @@ Table = Any  # a pandas DataFrame (pandas is imported where used)
 
 # ---------------------------------------------------------------------- small statistics
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's ρ: Pearson correlation of the (average) ranks. NaN if either side is constant."""
+    """Spearman's ρ: Pearson correlation of the (average) ranks. NaN for fewer than 3 points
+    (ρ of 2 points is always ±1) or if either side is constant."""
     import pandas as pd
 
+    if len(x) < 3:
+        return float("nan")
     rx = pd.Series(np.asarray(x, dtype=float)).rank().to_numpy()
     ry = pd.Series(np.asarray(y, dtype=float)).rank().to_numpy()
     return _pearson(rx, ry)
@@ -149,6 +152,12 @@ def response(
     return pd.DataFrame(out, columns=[*by, "alpha", "mean", "lo", "hi", "sd", "n"])
 
 
+def mean_by_alpha(table: Table, attribute: str, score: str | None = None) -> dict[str, float]:
+    """The mean score per α, JSON-ready (``{"0.25": 0.61, ...}``) for ``P.record``."""
+    alphas, groups = _groups(rows_for(table, attribute), attribute, score or attribute, None)
+    return {f"{a:g}": float(v.mean()) for a, v in zip(alphas, groups)}
+
+
 def _curve_stats(alphas: np.ndarray, means: np.ndarray, interval: tuple[float, float]) -> dict[str, np.ndarray]:
     """ρ, R², slope and range of B curves at once.
 
@@ -170,8 +179,10 @@ def _curve_stats(alphas: np.ndarray, means: np.ndarray, interval: tuple[float, f
         rho = (ry @ rx) / np.sqrt((ry * ry).sum(axis=1) * (rx * rx).sum())
     lo, hi = np.flatnonzero(np.isclose(alphas, interval[0])), np.flatnonzero(np.isclose(alphas, interval[1]))
     rng = means[:, hi[0]] - means[:, lo[0]] if len(lo) and len(hi) else np.full(len(means), np.nan)
+    if len(alphas) < 3:
+        rho = np.full(len(means), np.nan)
     if len(alphas) < 2:
-        slope = r2 = rho = np.full(len(means), np.nan)
+        slope = r2 = np.full(len(means), np.nan)
     return {"rho": rho, "r2": r2, "slope": slope, "range": rng}
 
 
@@ -294,6 +305,7 @@ def endpoint_gram(
     endpoints: Any,
     attributes: Sequence[str] | None = None,
     modules: str | Sequence[str] | Callable[[str], bool] | None = None,
+    per_module: bool = False,
 ) -> Table:
     """Gram matrix G[k, l] = Σ_modules ⟨ΔW_k, ΔW_l⟩_F of the endpoints' weight deltas.
 
@@ -306,9 +318,12 @@ def endpoint_gram(
         endpoints: a :class:`clm.Endpoints`, or a mapping label -> {module: factors (.A, .B, .scale)}.
         attributes: which attributes (default all); labels are ``"<attr>/<pole>"``.
         modules: restrict to modules matching a regex, in a list, or passing a predicate.
+        per_module: return the long table of every module instead of the sum.
 
     Returns:
-        (K, K) DataFrame indexed and columned by the endpoint labels, float64.
+        (K, K) DataFrame indexed and columned by the endpoint labels, float64; or with
+        ``per_module`` one row per (module, first, second) pair with first ≤ second: inner,
+        cosine, distance (NaN cosine where an endpoint does not adapt the module).
     """
     import pandas as pd
     import torch
@@ -319,15 +334,32 @@ def endpoint_gram(
     if not names:
         raise ConfigError(f"no adapted module matches {modules!r}")
     G = np.zeros((len(labels), len(labels)))
+    rows = []
     for m in names:
-        present = [(k, sets[lab][m]) for k, lab in enumerate(labels) if m in sets[lab]]
-        f64 = [(k, f.A.to(torch.float64), f.B.to(torch.float64), float(f.scale)) for k, f in present]
+        Gm = np.zeros_like(G)  # (K, K) this module's inner products
+        f64 = [(k, sets[lab][m]) for k, lab in enumerate(labels) if m in sets[lab]]
+        f64 = [(k, f.A.to(torch.float64), f.B.to(torch.float64), float(f.scale)) for k, f in f64]
         for i, (k, Ak, Bk, sk) in enumerate(f64):
             for ll, Al, Bl, sl in f64[i:]:
-                v = sk * sl * float(((Bk.T @ Bl) * (Ak @ Al.T)).sum())  # (r_k, r_l) ⊙ (r_k, r_l)
-                G[k, ll] += v
-                if ll != k:
-                    G[ll, k] += v
+                Gm[k, ll] = Gm[ll, k] = sk * sl * float(((Bk.T @ Bl) * (Ak @ Al.T)).sum())  # (r_k, r_l) ⊙ (r_k, r_l)
+        G += Gm
+        if per_module:
+            gm = pd.DataFrame(Gm, index=labels, columns=labels)
+            cos, dist = cosine_matrix(gm), distance_matrix(gm)
+            for i, a in enumerate(labels):
+                for b in labels[i:]:
+                    rows.append(
+                        {
+                            "module": m,
+                            "first": a,
+                            "second": b,
+                            "inner": Gm[labels.index(a), labels.index(b)],
+                            "cosine": cos.loc[a, b],
+                            "distance": dist.loc[a, b],
+                        }
+                    )
+    if per_module:
+        return pd.DataFrame(rows)
     return pd.DataFrame(G, index=labels, columns=labels)
 
 

@@ -52,6 +52,7 @@ def test_spearman_and_linear_fit_by_hand():
     # ranks x = 1,2,3,4; y = 1, 2.5, 2.5, 4 (a tie): Pearson of ranks = 4.5 / sqrt(5 * 4.5)
     assert analysis.spearman([1, 2, 3, 4], [1, 5, 5, 9]) == pytest.approx(4.5 / math.sqrt(5 * 4.5))
     assert math.isnan(analysis.spearman([1, 2, 3], [7, 7, 7]))
+    assert math.isnan(analysis.spearman([0, 1], [0.2, 0.9]))  # 2 points: ρ is always ±1, not a finding
     slope, intercept, r2 = analysis.linear_fit([0, 1, 2, 3], [1, 3, 5, 7])
     assert (slope, intercept, r2) == pytest.approx((2.0, 1.0, 1.0))
     # y = 0, 1, 0, 1 on x = 0..3: slope 0.2, intercept 0.2, R² = 1 - 0.8/1 = 0.2
@@ -73,6 +74,10 @@ def test_response_curve_means_and_cis():
     assert r.alpha.tolist() == [-1.0, *ALPHAS, 2.0]
     assert r["mean"].to_numpy() == pytest.approx(0.2 + 0.6 * r.alpha.to_numpy())
     assert (r.lo <= r["mean"]).all() and (r["mean"] <= r.hi).all() and (r.n == 4).all()
+    assert analysis.mean_by_alpha(t, "sentiment") == pytest.approx(
+        {f"{a:g}": 0.2 + 0.6 * a for a in [-1.0, *ALPHAS, 2.0]}
+    )
+    assert list(analysis.mean_by_alpha(t, "sentiment"))[:3] == ["-1", "0", "0.25"]
     cross = analysis.response(t, "sentiment", score="formality")
     assert cross["mean"].to_numpy() == pytest.approx(0.5 + 0.3 * cross.alpha.to_numpy())
     flat = analysis.response(synthetic_table(noise=0.0), "formality")
@@ -149,6 +154,19 @@ def test_gram_cosines_and_distances_equal_explicit_flattened_deltas():
     dist = analysis.distance_matrix(G).to_numpy()
     assert dist == pytest.approx(torch.cdist(V, V).numpy(), rel=1e-9, abs=1e-9)
     assert np.diag(cos) == pytest.approx(1.0) and np.diag(dist) == pytest.approx(0.0, abs=1e-6)
+    per = analysis.endpoint_gram(sets, per_module=True)
+    assert len(per) == 3 * 10  # 3 modules x 10 pairs (with the diagonal)
+    total = per.groupby(["first", "second"]).inner.sum()
+    assert total[("s/low", "f/high")] == pytest.approx(G.loc["s/low", "f/high"])
+    q = per[(per.module == "l1.q") & (per["first"] == "s/low") & (per.second == "f/low")].iloc[0]
+    a, b = (
+        delta_weight(sets[k]["l1.q"].A.double(), sets[k]["l1.q"].B.double(), sets[k]["l1.q"].scale).flatten()
+        for k in ("s/low", "f/low")
+    )
+    assert q.cosine == pytest.approx(float(a @ b / a.norm() / b.norm())) and q.distance == pytest.approx(
+        float((a - b).norm())
+    )
+    assert per[(per.module == "l0.v") & (per["first"] == "s/high")].cosine.isna().all()
     only_v = analysis.endpoint_gram(sets, modules=r"\.v$")
     assert only_v.loc["s/high"].abs().max() == 0.0  # it does not adapt l0.v
     # an endpoint that is another's exact multiple has cosine 1 and distance |c1 - c2| ‖ΔW‖
