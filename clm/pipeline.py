@@ -158,8 +158,8 @@ def source_hash(src: Path, params: dict[str, Any]) -> str:
 def strip_volatile(nb: Any) -> Any:
     """Drop what changes on every run (timestamps, durations, paths); keep outputs and counts.
 
-    Progress bars written with carriage returns are collapsed to their final state, as a
-    terminal would show them.
+    Progress bars are collapsed to their final state, as a terminal would show them, so a
+    notebook that forgets ``progress=False`` still commits one line per bar.
     """
     pm = nb.metadata.get("papermill", {})
     nb.metadata["papermill"] = {k: pm[k] for k in ("parameters",) if k in pm}
@@ -167,10 +167,42 @@ def strip_volatile(nb: Any) -> Any:
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream" and "\r" in out.get("text", ""):
-                out["text"] = _collapse_cr(out["text"])
+        if "outputs" in cell:
+            cell["outputs"] = _lean_streams(cell["outputs"])
     return nb
+
+
+_BAR = re.compile(r"\d+%\|.*\|")  # a tqdm progress-bar state: " 50%|####      | 5/10 [...]"
+
+
+def _is_bar(out: Any) -> bool:
+    text = out.get("text", "").replace("\r", "").rstrip("\n") if out.get("output_type") == "stream" else ""
+    return "\n" not in text and bool(_BAR.search(text))
+
+
+def _lean_streams(outputs: list) -> list:
+    """Keep only the last state of consecutive progress bars, merge consecutive streams of the
+    same name, and collapse carriage returns as a terminal would."""
+    bars: list = []
+    for out in outputs:  # first the runs of bar states, then the merge (a bar never hides text)
+        if bars and _is_bar(bars[-1]) and _is_bar(out) and bars[-1]["name"] == out["name"]:
+            bars[-1] = out
+        else:
+            bars.append(out)
+    kept: list = []
+    for out in bars:
+        if (
+            kept
+            and out.get("output_type") == kept[-1].get("output_type") == "stream"
+            and kept[-1]["name"] == out["name"]
+        ):
+            kept[-1]["text"] = kept[-1]["text"] + out["text"]
+        else:
+            kept.append(out)
+    for out in kept:
+        if out.get("output_type") == "stream" and "\r" in out.get("text", ""):
+            out["text"] = _collapse_cr(out["text"])
+    return kept
 
 
 def _collapse_cr(text: str) -> str:
@@ -199,6 +231,11 @@ def execute(cfg: Config, name: str, params: dict[str, Any], digest: str = "") ->
     work.mkdir(parents=True, exist_ok=True)
     partial = work / f"{name}.{digest[:12]}.partial.ipynb"  # per parameters: parallel jobs don't collide
     os.environ.update(QUIET_ENV)
+    # tqdm.auto warns that ipywidgets is missing, then falls back to text bars (which we collapse)
+    if "IProgress" not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(
+            filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:IProgress not found"])
+        )
     try:
         pm.execute_notebook(
             nb,
@@ -209,6 +246,7 @@ def execute(cfg: Config, name: str, params: dict[str, Any], digest: str = "") ->
             progress_bar=False,
             log_output=False,
             execution_timeout=cfg.timeout,
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no "TCP without encryption" noise
         )
     except PapermillExecutionError as err:
         first = next((line for line in err.source.splitlines() if line.strip()), "")

@@ -227,6 +227,16 @@ def test_strip_volatile_and_progress_bars():
     assert out.metadata.papermill == {"parameters": {"seed": 0}}
     assert out.cells[0].metadata == {} and out.cells[0].execution_count == 4
     assert out.cells[0].outputs[0]["text"] == "100%|########|\ndone\n"
+    # bars as separate stream messages (how nbclient records tqdm): only the last state stays
+    stream = lambda text, name="stderr": nbformat.v4.new_output("stream", name=name, text=text)  # noqa: E731
+    cell.outputs = [stream("loading\n"), stream("  0%|   | 0/3"), stream(" 50%|#  | 1/3"), stream("100%|###| 3/3"),
+                    stream("\n"), stream("result\n", "stdout"), stream("x: 10%|#| 1/9\n")]  # fmt: skip
+    outs = pipeline.strip_volatile(nb).cells[0].outputs
+    assert [(o["name"], o["text"]) for o in outs] == [
+        ("stderr", "loading\n100%|###| 3/3\n"),
+        ("stdout", "result\n"),
+        ("stderr", "x: 10%|#| 1/9\n"),
+    ]
 
 
 def test_run_dir_is_relative_in_committed_notebooks():
