@@ -17,6 +17,9 @@ Running (:func:`run_sweep`) is resumable. The rows are cut into chunks of ``batc
 chunk is keyed by its content (settings, prompts, seed, generation settings, endpoints) and
 written to ``<out>.parts/`` as soon as it is scored, so a crash loses at most one batch and a
 rerun skips every finished chunk. The final table is written to ``out`` (Parquet or CSV).
+Sampling is seeded per chunk (from its key), so a resumed sweep gives the table an
+uninterrupted one would; keep ``batch_size`` and the generation settings fixed to resume, since
+they change the chunks. Appending settings keeps the chunks before them.
 """
 
 from __future__ import annotations
