@@ -287,15 +287,17 @@ def run_notebooks(cfg: Config, log=print) -> list[Result]:
         names = [n for n in names if _matches(n, cfg.only)]
     if cfg.start and not any(_matches(n, (cfg.start,)) for n in names):
         raise ConfigError(f"--from {cfg.start!r} is not a notebook of the table of contents")
+    missing = [n for n in names if not (cfg.src_dir / f"{n}.py").is_file()]
+    if missing and not cfg.allow_missing:  # checked before anything runs
+        raise NotebookError(
+            f"notebook {missing[0]} is in _toc.yml but {cfg.src_dir / missing[0]}.py does not exist "
+            "(pass --allow-missing to skip it)"
+        )
     results, forcing = [], cfg.force
     for name in names:
         forcing = forcing or bool(cfg.start and _matches(name, (cfg.start,)))
         src = cfg.src_dir / f"{name}.py"
-        if not src.is_file():
-            if not cfg.allow_missing:
-                raise NotebookError(
-                    f"notebook {name} is in _toc.yml but {src} does not exist (pass --allow-missing to skip it)"
-                )
+        if name in missing:
             log(f"WARNING: skipping {name}: {src.name} does not exist yet")
             results.append(Result(name, "missing"))
             continue
