@@ -278,7 +278,7 @@ def entanglement(
     if normalize:
         for i in attributes:
             diag = m.loc[i, i] if i in scores else float("nan")
-            m.loc[i] = m.loc[i] / diag
+            m.loc[i] = m.loc[i] / diag if diag != 0 else float("nan")  # no on-diagonal effect: undefined
     return m
 
 

@@ -116,6 +116,9 @@ def test_entanglement_matrix_with_known_slopes():
     assert m.loc["sentiment", "sentiment"] == m.loc["formality", "formality"] == 1.0
     assert m.loc["sentiment", "formality"] == pytest.approx(0.5)
     assert m.loc["formality", "sentiment"] == pytest.approx(-0.25)
+    flat = synthetic_table()
+    flat.loc[flat.target == "formality", "score_formality"] = 0.5  # α_formality moves nothing
+    assert analysis.entanglement(flat).loc["formality"].isna().all()
 
 
 # ---------------------------------------------------------------------- geometry
