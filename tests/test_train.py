@@ -20,6 +20,7 @@ import clm
 from clm.config import TrainConfig
 from clm.data import pack_blocks
 from clm.errors import ClmError
+from clm.models import pico_tokenizer
 from clm.train import loss_table, train_endpoints
 
 REPO = Path(__file__).resolve().parents[1]
@@ -276,6 +277,39 @@ def test_csv_label_filter_selects_a_pole(data_dir):
     cfg = TrainConfig.from_dict(
         _mood({"path": "mixed.csv", "label_column": "label", "label_value": 0}, preset="tiny", data_dir=str(data_dir))
     )
-    data = load_pole(cfg, cfg.attribute("mood"), "low", clm.models.pico_tokenizer())
+    data = load_pole(cfg, cfg.attribute("mood"), "low", pico_tokenizer())
     assert data.n_texts == len(SAD) * 12 and len(data.train) + len(data.eval) >= 2
     assert all(len(b) == cfg.block_size for b in data.train + data.eval)
+
+
+def test_hub_dataset_source_goes_through_datasets(data_dir, monkeypatch):
+    import datasets
+
+    from clm.train import load_pole
+
+    calls = []
+
+    def fake_load(name, subset=None, split="train", **kw):
+        calls.append((name, subset, split))
+        return datasets.Dataset.from_dict({"sentence": SAD * 12 + GLAD * 12, "label": [0] * 36 + [1] * 36})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    pole = {"dataset": "someone/moods", "split": "train", "label_column": "label", "label_value": 1}
+    cfg = TrainConfig.from_dict(_mood(pole, preset="tiny", data_dir=str(data_dir)))
+    data = load_pole(cfg, cfg.attribute("mood"), "low", pico_tokenizer())
+    assert calls == [("someone/moods", None, "train")]
+    assert data.n_texts == 36 and data.file_sha256 is None and data.source == "hub:someone/moods[train] where label=1"
+    bad = TrainConfig.from_dict(_mood({**pole, "field": "txt"}, preset="tiny"))
+    with pytest.raises(ClmError, match="no field 'txt'"):
+        load_pole(bad, bad.attribute("mood"), "low", pico_tokenizer())
+
+
+def test_endpoints_of_another_base_are_refused(data_dir, tmp_path):
+    from clm.models import build_pico
+
+    other = tmp_path / "pico-other"
+    build_pico(other, seed=1)
+    clm.Endpoints.create(tmp_path / "run/endpoints", base=str(other))
+    with pytest.raises(ClmError, match="fingerprints differ"):
+        train_endpoints(_cfg(data_dir), tmp_path / "run", progress=False)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["endpoints"]
