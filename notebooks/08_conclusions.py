@@ -60,6 +60,7 @@ for name, value in dict(
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
 NOT_MEASURED = "not measured"
+pd.set_option("display.max_colwidth", None)
 print(P.describe())
 
 
@@ -119,7 +120,8 @@ pd.DataFrame(
 # For each attribute, chapter 4 sweeps α alone and records the mean score of the generations at
 # each α (`response.<attribute>.mean_by_alpha`) and the base model's mean score (`base_score`).
 # Here ρ and the range are recomputed from those means over α ∈ [0, 1]; the scorer's test
-# accuracy (chapter 3) says how much a score can be trusted.
+# accuracy on its main and its second source (chapter 3: `accuracy_main`, `accuracy_second`)
+# says how much a score can be trusted.
 
 # %%
 single, scorers = recorded["04_single_attribute"], recorded["03_attribute_scorers"]
@@ -134,7 +136,8 @@ for attr in NAMES:
     rows.append(
         {
             "attribute": attr,
-            "scorer accuracy": fmt(get(scorers, "accuracy", attr, "main", default=get(scorers, "accuracy", attr))),
+            "scorer accuracy (main / second source)": f"{fmt(get(scorers, 'accuracy_main', attr))} / "
+            f"{fmt(get(scorers, 'accuracy_second', attr))}",
             "base model": fmt(get(single, "base_score", attr)),
             "α = 0": fmt(lo),
             "α = 1": fmt(hi),
@@ -175,7 +178,8 @@ else:
 #
 # The paper finds the interpolated models fluent, and the attribute still moving the same way,
 # for α in roughly [−1, 2]. Chapter 4 records WikiText-2 perplexity per α
-# (`perplexity.by_alpha.<attribute>`) beside the base model's (`perplexity.base`). For each
+# (`perplexity.by_alpha.<attribute>`) beside the base model's (`perplexity.base`, else chapter 3's
+# `wikitext2_ppl`). For each
 # attribute we report the widest band of the α grid around [0, 1] in which perplexity stays
 # within `max_ppl_ratio` of the base and the mean score is monotone.
 
@@ -209,7 +213,7 @@ def bands(ratio: dict[float, float], means: dict[float, float]) -> tuple[str, st
     return band(grid, fluent), band(grid, monotone)
 
 
-base_ppl = get(single, "perplexity", "base")
+base_ppl = get(single, "perplexity", "base", default=scorers.get("wikitext2_ppl"))
 rows = []
 for attr in NAMES:
     ppl = by_alpha(get(single, "perplexity", "by_alpha", attr))
