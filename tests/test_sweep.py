@@ -103,11 +103,11 @@ def test_small_grid_end_to_end(im, tmp_path):
         n_samples=2,
         seeds=[0, 1],
         max_new_tokens=6,
-        batch_size=5,
+        batch_size=12,
         dry_run=True,
         progress=False,
     )
-    assert plan.n_generations == 4 * 2 * 2 * 2 and plan.n_chunks == 4 * 2 * 2 * 2 // 5 + 1
+    assert plan.n_generations == 4 * 2 * 2 * 2 and plan.n_chunks == 3  # 12 + 12 + 8 rows
     assert plan.n_done == 0 and plan.est_seconds > 0 and "32 generations" in str(plan)
     assert not out.exists() and not (tmp_path / "t.parquet.parts").exists()  # a dry run writes nothing
     assert sweep.run_sweep(
@@ -118,10 +118,10 @@ def test_small_grid_end_to_end(im, tmp_path):
         n_samples=2,
         seeds=[0, 1],
         max_new_tokens=6,
-        batch_size=5,
+        batch_size=12,
         dry_run=True,
         tokens_per_s=60.0,
-    ).est_seconds == pytest.approx(7 * 5 * 6 / 60)
+    ).est_seconds == pytest.approx(3 * 12 * 6 / 60)
 
     t = sweep.run_sweep(
         im,
@@ -132,7 +132,7 @@ def test_small_grid_end_to_end(im, tmp_path):
         n_samples=2,
         seeds=[0, 1],
         max_new_tokens=6,
-        batch_size=5,
+        batch_size=12,
         progress=False,
     )
     assert len(t) == 32
@@ -157,7 +157,7 @@ def test_small_grid_end_to_end(im, tmp_path):
         n_samples=2,
         seeds=[0, 1],
         max_new_tokens=6,
-        batch_size=5,
+        batch_size=12,
         progress=False,
         dry_run=True,
     )
