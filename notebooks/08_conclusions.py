@@ -29,7 +29,8 @@
 # where a chapter has not recorded a number, the row says **not measured** rather than guessing.
 # The thresholds are the ones this project set itself before measuring: Spearman ρ ≥ 0.9 of the
 # mean score over α ∈ [0, 1], a score range of at least 0.25 between α = 0 and α = 1, and
-# WikiText-2 perplexity at most 1.3 times the base model's.
+# WikiText-2 perplexity at most 1.3 times the base model's. The code of each check is folded
+# under "Show code cell source" above its table.
 
 # %% tags=["parameters"]
 preset = "cpu"  # scale: tiny, cpu or gpu
@@ -42,7 +43,7 @@ min_range = 0.25  # strong enough: the score range between alpha 0 and alpha 1
 max_ppl_ratio = 1.3  # fluent: perplexity / base perplexity
 entangled_at = 0.5  # an off-diagonal |effect| (relative to the diagonal) counted as entangled
 
-# %%
+# %% tags=["hide-input"]
 import json
 import math
 
@@ -123,7 +124,7 @@ pd.DataFrame(
 # accuracy on its main and its second source (chapter 3: `accuracy_main`, `accuracy_second`)
 # says how much a score can be trusted.
 
-# %%
+# %% tags=["hide-input"]
 single, scorers = recorded["04_single_attribute"], recorded["03_attribute_scorers"]
 rows = []
 for attr in NAMES:
@@ -157,7 +158,7 @@ claim1
 # moves; columns: the attribute scored), each row normalised by its diagonal effect, so an
 # off-diagonal entry of 0.5 means moving α_i moves attribute j half as much as it moves i.
 
-# %%
+# %% tags=["hide-input"]
 ent = recorded["06_entanglement_and_geometry"].get("entanglement") or {}
 if ent.get("matrix"):
     names = ent.get("attributes") or list(NAMES)[: len(ent["matrix"])]
@@ -184,7 +185,7 @@ else:
 # within `max_ppl_ratio` of the base and the mean score is monotone.
 
 
-# %%
+# %% tags=["hide-input"]
 def band(grid: list[float], step) -> str:
     """Widen [0, 1] along the α grid while ``step(a, b)`` holds between neighbours a < b."""
     inside = [i for i, a in enumerate(grid) if 0 <= a <= 1]
@@ -241,7 +242,7 @@ claim3
 # One line per claim, written from the tables above when this notebook ran.
 
 
-# %%
+# %% tags=["hide-input"]
 def count(col: str, table: pd.DataFrame, yes=lambda v: v == "yes") -> str:
     measured = [v for v in table[col] if v != NOT_MEASURED]
     return NOT_MEASURED if not measured else f"{sum(map(yes, measured))} of {len(measured)} measured attributes"
