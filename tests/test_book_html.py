@@ -170,13 +170,18 @@ def test_probe_detects_a_broken_image(tmp_path):
 
 @needs_chromium
 def test_every_toc_page_loads_with_its_figures(book_run):
-    for page in toc_pages(book_run.html):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pages = toc_pages(book_run.html)
+    for page in pages:
         assert page.is_file(), f"{page.name} was not built"
-        seen = probe(page)
+    with ThreadPoolExecutor(max_workers=3) as pool:  # browsers mostly wait: overlap them
+        seen_all = list(pool.map(probe, pages))
+    for page, seen in zip(pages, seen_all):
         assert seen["theme"], f"{page.name}: the theme's scripts did not run"
         assert seen["h1"].strip(), f"{page.name}: no title"
         assert not seen["broken"], f"{page.name}: images that did not load: {seen['broken']}"
-    assert probe(book_run.html / "notebooks" / "01_data.html")["images"] >= 1
+    assert seen_all[pages.index(book_run.html / "notebooks" / "01_data.html")]["images"] >= 1
 
 
 @needs_chromium
