@@ -40,9 +40,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .endpoints import Endpoints, read_adapter
-    from .engine import Generation, InterpolatedModel
-    from .models import BaseInfo, load_base
+    from .endpoints import Endpoints, read_adapter  # noqa: F401
+    from .engine import Generation, InterpolatedModel  # noqa: F401
+    from .models import BaseInfo, load_base  # noqa: F401
 
 
 def __getattr__(name: str):

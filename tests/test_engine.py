@@ -197,10 +197,10 @@ def test_bad_runtime_input(im, batch):
 
 def test_four_bit_base_end_to_end(tmp_path, batch):
     """NF4 through bitsandbytes on the CPU (its blocks need d_in >= 64: a hidden-64 pico)."""
+    from conftest import make_adapter
     from peft import PeftModel
 
     from clm.models import build_pico
-    from conftest import make_adapter
 
     base_dir = tmp_path / "pico64"
     build_pico(base_dir, hidden_size=64, intermediate_size=128)
