@@ -101,10 +101,17 @@ def _wrappers(im: InterpolatedModel) -> list:
 def is_quantized(layer: torch.nn.Module) -> bool:
     """True for a base layer whose weight is not a plain float tensor (bitsandbytes 4-bit)."""
     w = getattr(layer, "weight", None)
-    return not isinstance(layer, torch.nn.Linear) or type(layer).__name__ == "Linear4bit" or w is None or not w.dtype.is_floating_point
+    return (
+        not isinstance(layer, torch.nn.Linear)
+        or type(layer).__name__ == "Linear4bit"
+        or w is None
+        or not w.dtype.is_floating_point
+    )
 
 
-def plan_for(im: InterpolatedModel, weights: Any, rows: int, prompt_tokens: int, new_tokens: int, balance: float | None = None) -> Plan:
+def plan_for(
+    im: InterpolatedModel, weights: Any, rows: int, prompt_tokens: int, new_tokens: int, balance: float | None = None
+) -> Plan:
     """:func:`plan` for an :class:`InterpolatedModel` and a setting (or one setting per row)."""
     ws = [as_weights(w) for w in weights] if isinstance(weights, (list, tuple)) else [as_weights(weights)]
     table = im.coefficient_table(ws)  # (N, K)
@@ -116,7 +123,15 @@ def plan_for(im: InterpolatedModel, weights: Any, rows: int, prompt_tokens: int,
         shapes.append((m.A.shape[1], m.B.shape[0], r))
     device = next(im.model.parameters()).device.type
     beta = balance if balance is not None else BALANCE.get(device, BALANCE["cuda"])
-    return plan(shapes, settings=len(set(ws)), rows=rows, prompt_tokens=prompt_tokens, new_tokens=new_tokens, quantized=quantized, balance=beta)
+    return plan(
+        shapes,
+        settings=len(set(ws)),
+        rows=rows,
+        prompt_tokens=prompt_tokens,
+        new_tokens=new_tokens,
+        quantized=quantized,
+        balance=beta,
+    )
 
 
 @dataclass
@@ -148,7 +163,9 @@ def merged(im: InterpolatedModel, weights: Any = None) -> Iterator[MergeState]:
     if weights is None:
         current = im.weights
         if isinstance(current, list):
-            raise WeightsError(f"merging needs one setting shared by every row; the model has {len(current)} per-row settings")
+            raise WeightsError(
+                f"merging needs one setting shared by every row; the model has {len(current)} per-row settings"
+            )
         weights = current
     if isinstance(weights, (list, tuple)):
         ws = {as_weights(w) for w in weights}
@@ -189,7 +206,13 @@ def merged(im: InterpolatedModel, weights: Any = None) -> Iterator[MergeState]:
         im.set_weights(old if len(old) > 1 else old[0])
 
 
-def generate(im: InterpolatedModel, prompts: str | Sequence[str], weights: Any = None, mode: Literal["auto", "fused", "merged"] = "auto", **kwargs: Any):
+def generate(
+    im: InterpolatedModel,
+    prompts: str | Sequence[str],
+    weights: Any = None,
+    mode: Literal["auto", "fused", "merged"] = "auto",
+    **kwargs: Any,
+):
     """:meth:`InterpolatedModel.generate`, merging first when the planner says it pays.
 
     Args:

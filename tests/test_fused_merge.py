@@ -120,7 +120,9 @@ def test_random_settings_equal_explicit_merge(im, pico_dir, endpoints_dir, batch
     g = torch.Generator().manual_seed(0)
     rand = [
         clm.Weights({"sentiment": a, "formality": b}, lam={"sentiment": lam, "formality": 1 - lam}, extrapolate=True)
-        for a, b, lam in (torch.rand(3, 3, generator=g) * torch.tensor([3.0, 3.0, 1.0]) - torch.tensor([1.0, 1.0, 0.0])).tolist()
+        for a, b, lam in (
+            torch.rand(3, 3, generator=g) * torch.tensor([3.0, 3.0, 1.0]) - torch.tensor([1.0, 1.0, 0.0])
+        ).tolist()
     ]
     for w in SETTINGS + rand:
         with torch.no_grad():
@@ -201,18 +203,25 @@ def test_merge_refuses_per_row_settings_and_nesting(im):
 
 def test_four_bit_base_falls_back_to_fused(tmp_path):
     """bitsandbytes NF4 on the CPU needs d_in >= 64: a hidden-64 pico."""
-    from clm.models import build_pico
     from conftest import make_adapter
+
+    from clm.models import build_pico
 
     base_dir = tmp_path / "pico64"
     build_pico(base_dir, hidden_size=64, intermediate_size=128)
     ends = clm.Endpoints.create(tmp_path / "ends", base=str(base_dir))
-    ends.add("sentiment", low=make_adapter(base_dir, tmp_path / "lo", seed=5, r=4), high=make_adapter(base_dir, tmp_path / "hi", seed=6, r=4))
+    ends.add(
+        "sentiment",
+        low=make_adapter(base_dir, tmp_path / "lo", seed=5, r=4),
+        high=make_adapter(base_dir, tmp_path / "hi", seed=6, r=4),
+    )
     model, tok = clm.load_base(str(base_dir), quantization="nf4")
     im = clm.InterpolatedModel(model, tok, ends)
     ids = tok(["The cat sat", "A dog ran!!"], return_tensors="pt")["input_ids"]
     im.logits(ids)  # bitsandbytes repacks its CPU state on the first forward
-    before = _weights_snapshot(model)  # the packed 4-bit data (bitsandbytes' CPU path rewrites some absmax states on its own)
+    before = _weights_snapshot(
+        model
+    )  # the packed 4-bit data (bitsandbytes' CPU path rewrites some absmax states on its own)
     w = clm.Weights({"sentiment": 0.8})
     assert plan_for(im, w, rows=2, prompt_tokens=4, new_tokens=10_000).mode == "fused"
     fused = im.logits(ids, weights=w)
