@@ -40,12 +40,13 @@ class Preset:
     ppl_max_tokens: int | None  # WikiText-2 tokens for perplexity (None: all)
     batch_size: int
     note: str = ""
+    ppl_window: int | None = None  # WikiText-2 perplexity window in tokens for the sweeps (None: the context)
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset("tiny", "pico", "tiny", 3, 1, 8, (-1.0, 2.0, 1.0), 2048, 8, "pico model; for tests: minutes on 2 cores"),
-    "cpu": Preset("cpu", "smollm2-135m", "cpu", 100, 2, 32, (-1.0, 2.0, 0.25), 16384, 32, "embedded default on 2 CPU cores"),
-    "gpu": Preset("gpu", "smollm2-135m", "paper", 1000, 3, 32, (-1.0, 2.0, 0.25), None, 128, "the paper's scale on one CUDA GPU"),
+    "tiny": Preset("tiny", "pico", "tiny", 3, 1, 8, (-1.0, 2.0, 0.5), 2048, 8, "pico model; for tests: minutes on 2 cores", ppl_window=256),
+    "cpu": Preset("cpu", "smollm2-135m", "cpu", 100, 2, 32, (-1.0, 2.0, 0.25), 16384, 32, "embedded default on 2 CPU cores", ppl_window=1024),
+    "gpu": Preset("gpu", "smollm2-135m", "paper", 1000, 3, 32, (-1.0, 2.0, 0.25), None, 128, "the paper's scale on one CUDA GPU", ppl_window=None),
 }
 
 
@@ -122,4 +123,49 @@ def setup(
         raise ConfigError(f"data_dir {str(data)!r} has no attributes/ folder; point it at the shared data")
     run = Path(run_dir).expanduser() if run_dir not in (None, "") else REPO / "runs" / preset
     run.mkdir(parents=True, exist_ok=True)
+    if preset == "tiny":  # pico's matrices are tiny: threads cost more than they save (~10x on busy cores)
+        import torch
+
+        torch.set_num_threads(1)
     return BookParams(p, model or p.model, data.resolve() if data.exists() else data, run.resolve(), seed, dict(extra))
+
+
+# ---------------------------------------------------------------------- what the experiment chapters share
+def find_endpoints(P: BookParams) -> Path:
+    """The endpoints a chapter uses: the run dir's (chapter 2 puts them there), else the ones
+    shipped for the base model (``clm/assets/endpoints/<model>``).
+
+    Raises :class:`ConfigError` if neither exists."""
+    for path in (P.endpoints_dir, ASSETS / "endpoints" / P.model):
+        if (path / "manifest.json").is_file():
+            return path
+    raise ConfigError(
+        f"no endpoints in {str(P.endpoints_dir)!r} and none shipped for {P.model!r}; run 02_finetune_endpoints first"
+    )
+
+
+def find_scorers(P: BookParams) -> Path:
+    """The scorer heads a chapter uses: the run dir's (trained by chapter 3), else the shipped ones."""
+    run = P.run_dir / "scorers"
+    return run if any(run.glob("*.safetensors")) or any(run.glob("*/config.json")) else ASSETS / "scorers"
+
+
+def check_count(name: str, value: Any, minimum: int = 1) -> int | None:
+    """``value`` if it is None or an integer >= ``minimum``; else a one-line ConfigError."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+        raise ConfigError(f"{name} must be an integer >= {minimum} or None, got {value!r}")
+    return value
+
+
+def check_names(name: str, value: Any, available: list[str], default: list[str] | None = None) -> list[str]:
+    """A list of distinct names from ``available`` (None: ``default``, else all of ``available``)."""
+    if value is None:
+        return list(available if default is None else default)
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"{name} must be a non-empty list of names or None, got {value!r}")
+    unknown = [v for v in value if v not in available]
+    if unknown:
+        raise ConfigError(f"{name}: {unknown[0]!r} is not available here (choose from {', '.join(available)})")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{name}: {next(v for v in value if list(value).count(v) > 1)!r} is given twice")
+    return list(value)
