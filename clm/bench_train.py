@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -39,7 +40,11 @@ def plain_peft(model_dir: Path, blocks: list[list[int]], cfg, steps: int, out: P
     set_seed(cfg.seed)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     lora = LoraConfig(
-        r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=cfg.target_modules, task_type="CAUSAL_LM"
+        r=cfg.r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.target_modules,
+        task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
     args = TrainingArguments(
@@ -68,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--attribute", default="sentiment")
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=1, help="alternate clm / plain this many times; report medians")
     ap.add_argument("--batch-size", type=int, default=None, help="override the preset's batch_size")
     ap.add_argument("--grad-accum", type=int, default=None, help="override the preset's grad_accum")
     ap.add_argument("--data-dir", default=None)
@@ -86,12 +92,15 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = cfg.replace(eval_fraction=0.0, save_steps=10**9, warmup_ratio=0.0)  # no eval, no checkpoints
     _, tok = load_base(cfg.model)
     data = load_pole(cfg, cfg.attributes[0], "high", tok)
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        train_pole(cfg, data, Path(tmp) / "clm", progress=False)
-        clm_wall = time.perf_counter() - t0
-        clm_tps = json.loads((Path(tmp) / "clm" / "log.json").read_text())["tokens_per_second"]
-        plain_tps = plain_peft(resolve_base(cfg.model)[1], data.train, cfg, args.steps, Path(tmp) / "plain")
+    clm_runs, plain_runs = [], []
+    for _ in range(args.repeats):  # alternate, so that a change in machine load hits both
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            train_pole(cfg, data, Path(tmp) / "clm", progress=False)
+            clm_wall = time.perf_counter() - t0
+            clm_runs.append(json.loads((Path(tmp) / "clm" / "log.json").read_text())["tokens_per_second"])
+            plain_runs.append(plain_peft(resolve_base(cfg.model)[1], data.train, cfg, args.steps, Path(tmp) / "plain"))
+    clm_tps, plain_tps = statistics.median(clm_runs), statistics.median(plain_runs)
     result = dict(
         bench="train_tokens_per_second",
         model=cfg.model,
@@ -104,6 +113,9 @@ def main(argv: list[str] | None = None) -> dict:
         clm_tokens_per_s=round(clm_tps, 1),
         plain_peft_tokens_per_s=round(plain_tps, 1),
         ratio=round(clm_tps / plain_tps, 3),
+        clm_runs=[round(x, 1) for x in clm_runs],
+        plain_peft_runs=[round(x, 1) for x in plain_runs],
+        load_average=[round(x, 2) for x in os.getloadavg()],
         clm_wall_s_incl_load=round(clm_wall, 1),
         threads=torch.get_num_threads(),
         cpu_count=os.cpu_count(),

@@ -40,7 +40,7 @@ class PoleSpec(_Strict):
     with ``datasets.load_dataset(dataset, subset, split=split)``, for readers who are online).
     """
 
-    name: str = Field(min_length=1, description="the pole's name, e.g. 'negative'")
+    name: str = Field(pattern=r"^[^/\\]+$", description="the pole's name, e.g. 'negative'")
     path: str | None = Field(None, description="local data file (relative to data_dir)")
     dataset: str | None = Field(None, description="hub dataset name, instead of path")
     subset: str | None = Field(None, description="the hub dataset's config name")
@@ -135,6 +135,9 @@ class TrainConfig(_Strict):
     save_total_limit: int = Field(2, ge=1)
     eval_steps: int | None = Field(None, ge=1, description="eval loss every this many steps (None: save_steps)")
     logging_steps: int = Field(1, ge=1)
+    keep_checkpoints: bool = Field(
+        False, description="keep a finished pole's checkpoints (else deleted once its adapter is written)"
+    )
 
     @field_validator("r")
     @classmethod
@@ -197,12 +200,13 @@ class TrainConfig(_Strict):
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     def pole_sha256(self, attribute: str, pole: str) -> str:
-        """sha256 of what shapes one pole's adapter: the config without the attribute list, notes
-        and other attributes' epochs, plus this pole's data source. A finished or half-trained
+        """sha256 of what shapes one pole's adapter: the config without the attribute list, notes,
+        other attributes' epochs and bookkeeping, plus this pole's data source. A finished or half-trained
         pole is reused only if this matches."""
-        d = {
-            k: v for k, v in self.to_dict().items() if k not in ("attributes", "note", "preset", "epochs_by_attribute")
-        }
+        # Bookkeeping (checkpoint, eval and log cadence) does not change the adapter.
+        skip = {"attributes", "note", "preset", "epochs_by_attribute", "save_steps", "save_total_limit"}
+        skip |= {"eval_steps", "logging_steps", "keep_checkpoints"}
+        d = {k: v for k, v in self.to_dict().items() if k not in skip}
         spec = getattr(self.attribute(attribute), pole)
         d.update(attribute=attribute, pole=spec.model_dump(mode="json"), epochs=self.epochs_for(attribute))
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()

@@ -21,6 +21,7 @@ validated (config, data, target modules) before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -59,6 +60,23 @@ def _load(cfg: TrainConfig):
     _, local, _ = _rank()
     device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
     return load_base(cfg.model, dtype=cfg.dtype, quantization=cfg.quantization, device=device)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive advisory lock on ``path`` (POSIX flock; a no-op where there is none)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def total_steps(cfg: TrainConfig, attribute: str, n_train: int, world: int = 1) -> int:
@@ -138,7 +156,7 @@ def train_pole(
         train_dataset=_Blocks(data.train),
         eval_dataset=_Blocks(data.eval) if has_eval else None,
         data_collator=default_data_collator,
-        callbacks=[LossBar(f"{data.attribute}/{data.name}", progress and rank == 0), *(callbacks or [])],
+        callbacks=[LossBar(f"{data.attribute}/{data.name}", progress and rank == 0), NoFinalSave(), *(callbacks or [])],
     )
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
@@ -200,6 +218,8 @@ def train_pole(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        if not cfg.keep_checkpoints:
+            shutil.rmtree(ckpts, ignore_errors=True)  # the pole is finished; its optimizer states are not needed
     trainer.accelerator.wait_for_everyone()
     return adapter
 
@@ -287,15 +307,17 @@ def _train_endpoints(config, run_dir, endpoints_dir, attributes, progress, callb
                     (dirs[p] / "pole_sha256").write_text(config.pole_sha256(a.name, p))
                 train_pole(config, data[(a.name, p)], dirs[p], progress, callbacks)
         if rank == 0:
-            if ends is None:
-                ends = Endpoints.create(ends_path, base=base)
-            ends.add(
-                a.name,
-                low=dirs["low"] / "adapter",
-                high=dirs["high"] / "adapter",
-                low_name=a.low.name,
-                high_name=a.high.name,
-            )
+            # Several runs (one attribute each) may share the endpoints: lock, reread, add.
+            with _locked(ends_path.with_name(f".{ends_path.name}.lock")):
+                ends = Endpoints.load(ends_path) if ends_path.exists() else Endpoints.create(ends_path, base=base)
+                if a.name not in ends:
+                    ends.add(
+                        a.name,
+                        low=dirs["low"] / "adapter",
+                        high=dirs["high"] / "adapter",
+                        low_name=a.low.name,
+                        high_name=a.high.name,
+                    )
         _barrier()
     return Endpoints.load(ends_path) if ends_path.exists() else None
 
@@ -337,6 +359,16 @@ class LossBar(_Callback):
     def on_train_end(self, args, state, control, **kw):
         if self.bar is not None:
             self.bar.close()
+
+
+class NoFinalSave(_Callback):
+    """Skip the Trainer's extra checkpoint at the last step: the adapter is written right after,
+    and a full checkpoint (optimizer states included) would cost time for nothing."""
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step >= state.max_steps and state.global_step % args.save_steps != 0:
+            control.should_save = False
+        return control
 
 
 def read_logs(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -130,6 +130,7 @@ def test_provenance_and_log(trained, data_dir, pico):
         evals = [e for e in log["log"] if "eval_loss" in e]
         assert evals[0]["step"] == 0 and evals[-1]["step"] == cfg.max_steps
         assert log["final_eval_loss"] == evals[-1]["eval_loss"] and log["data"]["eval_blocks"] >= 1
+        assert not (trained / "train/mood" / pole / "checkpoints").exists()  # deleted once the adapter is written
     df = loss_table(trained)
     assert (
         set(df.split) == {"train", "eval"} and set(df.pole_name) == {"sad", "glad"} and set(df.pole) == {"low", "high"}
