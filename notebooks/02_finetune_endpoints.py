@@ -47,7 +47,6 @@ n_prompts = 3  # prompts for the example generations
 
 # %%
 import inspect
-import shutil
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -122,8 +121,8 @@ print(pack_blocks([[1, 2], [3], [4, 5, 6]], block_size=3, eos_id=9))
 # ## Train, or load what exists
 #
 # Endpoints already in the run dir are loaded. Otherwise, with `reuse_endpoints`, the shipped
-# endpoints for this base model (`clm/assets/endpoints/<model>`) are copied into the run dir.
-# Otherwise `clm.train.train_endpoints` trains the missing attributes; rerunning skips finished
+# endpoints for this base model (`clm/assets/endpoints/<model>`) are used in place (later
+# chapters fall back to them too, through `clm.book.find_endpoints`). Otherwise `clm.train.train_endpoints` trains the missing attributes; rerunning skips finished
 # poles and resumes unfinished ones from their last checkpoint.
 
 # %%
@@ -137,12 +136,11 @@ elif (
     and (shipped / "manifest.json").is_file()
     and set(names) <= set(clm.Endpoints.load(shipped).attributes)
 ):
-    shutil.copytree(shipped, P.endpoints_dir)
-    source = "shipped"
+    source = "shipped"  # later chapters find them too (clm.book.find_endpoints)
 else:
     clm.train.train_endpoints(cfg, P.run_dir, P.endpoints_dir, attributes=names, progress=False)
     source = "trained"
-ends = clm.Endpoints.load(P.endpoints_dir)
+ends = clm.Endpoints.load(shipped if source == "shipped" else P.endpoints_dir)
 print(f"endpoints ({source}): {ends}")
 
 # %% [markdown]
@@ -153,7 +151,7 @@ print(f"endpoints ({source}): {ends}")
 # adapter learned the pole's text rather than memorising its blocks.
 
 # %%
-logs_from = P.run_dir if clm.train.read_logs(P.run_dir) else P.endpoints_dir
+logs_from = P.run_dir if clm.train.read_logs(P.run_dir) else ends.path  # shipped adapters carry their logs
 losses = clm.train.loss_table(logs_from)
 if losses.empty:
     print("no training logs found for these endpoints")
