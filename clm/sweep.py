@@ -96,7 +96,7 @@ def multi_attribute(
     alphas = grid(0.0, 1.0, 0.2) if alphas is None else list(alphas)
     out = []
     for lam in lams:
-        rest = (1.0 - lam) / len(others)
+        rest = round((1.0 - lam) / len(others), 10)  # 0.2, not 0.19999999999999996
         for a in alphas:
             alpha = {target: a, **{o: others_alpha for o in others}}
             lam_d = {target: lam, **{o: rest for o in others}}

@@ -1,0 +1,267 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Entanglement and the geometry of the endpoints
+#
+# Turning one dial should move one attribute. {cite:t}`kangaslahti2025continuous` find that it
+# mostly does: moving $\alpha_i$ changes the scores of the other attributes little, except for a
+# few pairs of related attributes. This chapter measures that **entanglement** from the
+# single-attribute sweeps of chapter 4, and then looks for its cause in weight space: how
+# similar are the endpoints' updates $\Delta W = s\,BA$ to each other?
+#
+# **The entanglement matrix.** For each attribute $i$ swept alone (chapter 4), and each scored
+# attribute $j$, $E_{ij}$ is the least-squares slope of the mean score of $j$ against
+# $\alpha_i$ over $[0, 1]$, divided by the diagonal slope $E_{ii}$ (`clm.analysis.entanglement`).
+# $E_{ij} = 0.5$ means that moving $\alpha_i$ moves attribute $j$ half as much as it moves
+# attribute $i$; the sign says in which direction.
+#
+# Run time: this chapter reads chapter 4's sweep tables from the run dir, so it takes seconds;
+# if a table is missing it runs that sweep (the cost of chapter 4 for that attribute).
+
+# %% tags=["parameters"]
+preset = "cpu"  # scale: tiny, cpu or gpu
+model = None  # base model (None: the preset's)
+data_dir = None  # the shared data (None: $CLM_DATA_DIR or ../shared/data)
+run_dir = None  # where notebooks share results (None: runs/<preset>)
+seed = 0
+attributes = None  # attributes whose α is varied (None: every attribute of the endpoints)
+prompts_file = None  # prompts for a missing sweep (None: <data_dir>/prompts/writing_prompts.jsonl)
+n_prompts = None  # prompts per setting for a missing sweep (None: the preset's)
+n_samples = None  # continuations per prompt for a missing sweep (None: the preset's)
+top_pairs = 5  # how many of the strongest off-diagonal entries to list
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from transformers.utils import logging as hf_logging
+
+import clm
+import clm.book
+import clm.plots as plots
+from clm import analysis, sweep
+from clm.book import check_count, check_names
+from clm.scoring import load_scorers
+from clm.weights import grid
+
+P = clm.book.setup(preset, model, data_dir, run_dir, seed)
+ends = clm.Endpoints.load(clm.book.find_endpoints(P))
+attributes = check_names("attributes", attributes, ends.attributes)
+prompts_file = P.data_dir / "prompts" / "writing_prompts.jsonl" if prompts_file is None else prompts_file
+n_prompts = check_count("n_prompts", n_prompts) or P.preset.n_prompts
+n_samples = check_count("n_samples", n_samples) or P.preset.samples
+top_pairs = check_count("top_pairs", top_pairs)
+tables = P.run_dir / "tables"
+hf_logging.disable_progress_bar()
+pd.set_option("display.precision", 3)
+print(P.describe())
+
+# %% [markdown]
+# ## The sweeps
+#
+# Chapter 4's tables (`<run_dir>/tables/single_<attribute>.parquet`) are read as they are; an
+# attribute without a table is swept here with the preset's settings.
+
+# %%
+missing = [a for a in attributes if not (tables / f"single_{a}.parquet").is_file()]
+if missing:
+    base, tok = clm.load_base(P.model)
+    im = clm.InterpolatedModel(base, tok, ends)
+    scorers = load_scorers(path=clm.book.find_scorers(P))
+single, source = {}, {}
+for a in attributes:
+    path = tables / f"single_{a}.parquet"
+    if a not in missing:
+        single[a], source[a] = sweep.read_table(path), "chapter 4"
+    else:
+        single[a] = sweep.run_sweep(
+            im,
+            sweep.single_attribute(a, grid(*P.preset.alpha_grid)),
+            prompts_file,
+            scorers,
+            out=path,
+            n_prompts=n_prompts,
+            n_samples=n_samples,
+            seeds=[seed],
+            max_new_tokens=P.preset.max_new_tokens,
+            batch_size=P.preset.batch_size,
+            progress=False,
+        )
+        source[a] = "swept here"
+table = pd.concat(single.values(), ignore_index=True)
+scored = [c[len("score_") :] for c in table.columns if c.startswith("score_")]
+pd.DataFrame(
+    {
+        "table": source,
+        "generations": {a: len(t) for a, t in single.items()},
+        "α values": {a: t.setting.nunique() for a, t in single.items()},
+    }
+)
+
+# %% [markdown]
+# ## The entanglement matrix
+#
+# Rows: the attribute whose α moves; columns: the attribute scored. The diagonal is 1 by
+# construction. Below the heatmap, the raw slopes (score change per unit of α, before
+# dividing by the diagonal): a normalised entry is only meaningful when its row's diagonal
+# slope is clearly non-zero.
+
+# %%
+E = analysis.entanglement(table, attributes, scored)
+raw = analysis.entanglement(table, attributes, scored, normalize=False)
+fig = plots.entanglement_heatmap(E, title="entanglement (normalised by the diagonal)")
+plt.show()
+raw
+
+# %% [markdown]
+# The strongest off-diagonal entries, computed from the matrix above (largest |E| first):
+
+# %%
+pairs = (
+    E.stack()
+    .rename("E")
+    .reset_index()
+    .query("`alpha of` != `score of`")
+    .assign(raw_slope=lambda d: [raw.loc[i, j] for i, j in zip(d["alpha of"], d["score of"])])
+    .assign(abs_E=lambda d: d.E.abs())
+    .sort_values("abs_E", ascending=False)
+    .drop(columns="abs_E")
+    .head(top_pairs)
+    .reset_index(drop=True)
+)
+off = E.where(~np.equal.outer(E.index.to_numpy(), E.columns.to_numpy())).abs()
+print(
+    f"mean |off-diagonal E| = {np.nanmean(off.to_numpy()):.2f}; diagonal slopes: "
+    + ", ".join(f"{a} {raw.loc[a, a]:+.3f}" for a in attributes)
+)
+own = analysis.predictability(table, attributes).set_index("attribute")
+unreliable = [a for a in attributes if own.loc[a, "slope_lo"] <= 0 <= own.loc[a, "slope_hi"]]
+print(f"rows whose own slope's 95% CI contains 0 (their normalised entries are unreliable): {unreliable or 'none'}")
+for _, r in pairs.iterrows():
+    print(
+        f"  α_{r['alpha of']} moves {r['score of']} by {r.E:+.2f} of its own effect (raw slope {r.raw_slope:+.3f} per unit α)"
+    )
+pairs
+
+# %% [markdown]
+# The strongest pair as a response curve: the score of the second attribute against the first
+# one's α, over the whole grid.
+
+# %%
+if len(pairs):
+    i, j = pairs.loc[0, "alpha of"], pairs.loc[0, "score of"]
+    fig = plots.response_curves(table, [i], score=j, title=f"score of {j} while α_{i} moves")
+    plt.show()
+
+# %% [markdown]
+# ## Weight-space geometry
+#
+# Each endpoint is one vector: all of its modules' $\Delta W = s\,BA$ flattened together.
+# `clm.analysis.endpoint_gram` computes every inner product $\langle \Delta W_k, \Delta W_l
+# \rangle_F$ from the low-rank factors (no $\Delta W$ is ever formed); cosines and Frobenius
+# distances follow from it. Two endpoints with cosine near 0 change the model in unrelated
+# directions.
+
+# %%
+G = analysis.endpoint_gram(ends, attributes)
+cos, dist = analysis.cosine_matrix(G), analysis.distance_matrix(G)
+plots.cosine_heatmap(cos, title="cosine of the endpoints' ΔW")
+plots.distance_heatmap(dist, title="Frobenius distance between the endpoints' ΔW")
+plt.show()
+
+# %% [markdown]
+# **The dial's direction.** What moves when $\alpha_i$ moves is the difference
+# $d_i = \Delta W_{i,\text{high}} - \Delta W_{i,\text{low}}$ (for $\lambda_i = 1$,
+# $\theta(\alpha) = \theta_0 + \Delta W_{i,\text{low}} + \alpha\, d_i$). The cosine between two
+# attributes' directions says whether their dials push the weights the same way; beside it,
+# the behavioural entanglement $|E_{ij}|$ of the same pair.
+
+# %%
+M = np.zeros((len(attributes), len(G)))  # (K, 2K): d_i = +high − low
+for k, a in enumerate(attributes):
+    M[k, list(G.index).index(f"{a}/high")], M[k, list(G.index).index(f"{a}/low")] = 1.0, -1.0
+dir_cos = analysis.cosine_matrix(pd.DataFrame(M @ G.to_numpy() @ M.T, index=attributes, columns=attributes))
+plots.cosine_heatmap(dir_cos, title="cosine of the dials' directions d_i")
+plt.show()
+pair_rows = [
+    {"pair": f"{a} / {b}", "cos(d_a, d_b)": dir_cos.loc[a, b], "|E_ab|": abs(E.loc[a, b]), "|E_ba|": abs(E.loc[b, a])}
+    for n, a in enumerate(attributes)
+    for b in attributes[n + 1 :]
+]
+geometry_vs_behaviour = pd.DataFrame(pair_rows).set_index("pair") if pair_rows else pd.DataFrame()
+if len(geometry_vs_behaviour) >= 3:
+    rho = analysis.spearman(
+        geometry_vs_behaviour["cos(d_a, d_b)"].abs(),
+        geometry_vs_behaviour[["|E_ab|", "|E_ba|"]].mean(axis=1),
+    )
+    print(f"Spearman ρ between |cos(d_a, d_b)| and the mean |E| of the pair, over {len(pair_rows)} pairs: {rho:.2f}")
+geometry_vs_behaviour
+
+# %% [markdown]
+# ## A map of the interpolated models
+#
+# Every setting $(\alpha, \lambda)$ is a point $\theta_0 + \sum_k c_k \Delta W_k$ in weight space,
+# linear in the endpoints, so the distances between any settings follow exactly from the Gram
+# matrix above; classical MDS draws them in the plane (`clm.analysis.mds_embedding`). Lines:
+# each attribute's α path over the grid (hollow dots in the extrapolation bands); grey: equal
+# mixtures of all attributes at α = 0, ½ and 1; the star: the base model.
+
+# %%
+paths = [s for a in attributes for s in sweep.single_attribute(a, grid(*P.preset.alpha_grid))]
+mixtures = sweep.custom(
+    [clm.Weights({a: x for a in attributes}, {a: 1 / len(attributes) for a in attributes}) for x in (0.0, 0.5, 1.0)],
+    design="mixture",
+)
+emb = analysis.mds_embedding(G, paths + mixtures)
+plots.mds_scatter(emb)
+plt.show()
+
+# %%
+_ = P.record(
+    "06_entanglement_and_geometry",
+    entanglement={
+        "attributes": attributes,
+        "matrix": E.loc[attributes, attributes].to_numpy().tolist(),  # square: rows α of, columns score of
+        "scores": scored,
+        "matrix_all_scores": E.to_numpy().tolist(),
+        "raw_slopes": raw.to_numpy().tolist(),
+        "mean_abs_off_diagonal": float(np.nanmean(off.to_numpy())),
+        "unreliable_rows": unreliable,
+    },
+    top_pairs=[
+        {"alpha_of": r["alpha of"], "score_of": r["score of"], "effect": float(r.E), "raw_slope": float(r.raw_slope)}
+        for _, r in pairs.iterrows()
+    ],
+    geometry={
+        "labels": list(G.index),
+        "cosine": cos.to_numpy().tolist(),
+        "distance": dist.to_numpy().tolist(),
+        "norms": {k: float(np.sqrt(G.loc[k, k])) for k in G.index},
+        "direction_cosine": dir_cos.to_numpy().tolist(),
+    },
+)
+
+# %% [markdown]
+# ## What it says about interference
+#
+# The printed list above names the pairs that interfere most, measured, not assumed. Where the
+# raw diagonal slope of a row is small, its normalised entries are inflated and should be read
+# with the raw table; an attribute whose own dial barely moves its score (chapter 4) cannot be
+# said to be entangled or not. The geometry asks whether interference follows from the
+# adapters pointing the same way: endpoints trained on related text (politeness and formality,
+# say) can share directions, and the correlation printed above says whether, on these
+# endpoints, similar directions go with larger entanglement. Chapter 8 sets these findings
+# beside the paper's.
+#
+# At the `tiny` preset every number is noise: that run only checks that the chapter executes.
