@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,35 @@ def check_names(name: str, value: Any, available: list[str], default: list[str] 
     if len(set(value)) != len(value):
         raise ConfigError(f"{name}: {next(v for v in value if list(value).count(v) > 1)!r} is given twice")
     return list(value)
+
+
+def table_path(P: BookParams, name: str, endpoints: Any = None) -> Path:
+    """``<run_dir>/tables/<name>``, for a sweep's ``out``.
+
+    If it does not exist yet, and the reference run's table is shipped with ``clm``
+    (``clm/assets/tables/<model>/<name>``, with its ``_perplexity`` table), and ``endpoints``
+    (a :class:`clm.Endpoints`) are the shipped ones, that copy is put there first. A sweep with the
+    reference settings then finds every batch done; any other sweep recomputes what differs, since
+    batches are keyed by their settings, prompts, generation settings and endpoints
+    (:func:`clm.sweep.run_sweep`)."""
+    out = P.run_dir / "tables" / name
+    shipped = ASSETS / "tables" / P.model / name
+    ends_dir = ASSETS / "endpoints" / P.model
+    if out.exists() or not shipped.is_file() or endpoints is None or not (ends_dir / "manifest.json").is_file():
+        return out
+    from types import SimpleNamespace
+
+    from .endpoints import Endpoints
+    from .sweep import _endpoints_digest
+
+    same = _endpoints_digest(SimpleNamespace(endpoints=endpoints)) == _endpoints_digest(
+        SimpleNamespace(endpoints=Endpoints.load(ends_dir))
+    )
+    if same:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        ppl = shipped.with_name(f"{shipped.stem}_perplexity{shipped.suffix}")
+        for src in (ppl, shipped) if ppl.is_file() else (shipped,):
+            tmp = out.parent / f".{src.name}.tmp"
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, out.parent / src.name)
+    return out

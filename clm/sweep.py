@@ -264,12 +264,34 @@ def wikitext_perplexity(im: Any, path: str | os.PathLike, **kwargs: Any) -> Call
     :func:`perplexity_table` and ``run_sweep(perplexity=...)``. ``kwargs`` go to
     :func:`clm.perplexity.sliding_window_perplexity` (``max_tokens``, ``stride``, ``window``...)."""
 
+    text: list[str] = []  # the file's text, read once; cut after max_tokens when that is exact
+
     def perplexity(weights: Weights) -> float:
         from .perplexity import sliding_window_perplexity
 
-        return sliding_window_perplexity(im, path=path, weights=weights, progress=False, **kwargs).ppl
+        if not text:
+            text.append(_text_for(im.tokenizer, path, kwargs.get("max_tokens")))
+        return sliding_window_perplexity(im, text=text[0], weights=weights, progress=False, **kwargs).ppl
 
     return perplexity
+
+
+def _text_for(tok: Any, path: str | os.PathLike, max_tokens: int | None) -> str:
+    """The text :func:`clm.perplexity.sliding_window_perplexity` reads from ``path`` (its non-blank
+    lines), cut at the first line end after ``max_tokens`` tokens if the cut text gives the same
+    first ``max_tokens`` tokens (so each setting does not re-tokenize a whole WikiText-2)."""
+    from .data import _read_utf8
+
+    full = "\n".join(line for line in _read_utf8(Path(path)).splitlines() if line.strip())
+    if not max_tokens:
+        return full
+    ids = tok(full, add_special_tokens=False, verbose=False, return_offsets_mapping=True)
+    if len(ids["input_ids"]) <= max_tokens:
+        return full
+    end = full.find("\n", ids["offset_mapping"][max_tokens][1])
+    cut = full if end < 0 else full[:end]
+    same = tok(cut, add_special_tokens=False, verbose=False)["input_ids"][:max_tokens] == ids["input_ids"][:max_tokens]
+    return cut if same else full
 
 
 def _score(scorer: Any, texts: list[str]) -> np.ndarray:

@@ -67,7 +67,7 @@ import clm
 import clm.book
 import clm.plots as plots
 from clm import analysis, sweep
-from clm.book import check_count, check_names
+from clm.book import check_count, check_names, table_path
 from clm.data import read_texts
 from clm.errors import ConfigError
 from clm.scoring import load_scorers
@@ -116,7 +116,9 @@ print(f"scorers: {', '.join(scorers)} ({next(iter(scorers.values())).config['enc
 # the same batch, scores each continuation, and measures each continuation's perplexity under
 # the base model (`ppl`) and, once per setting, WikiText-2 perplexity (`wikitext_ppl`). Each
 # attribute's table goes to `<run_dir>/tables/single_<attribute>.parquet`, the base model's to
-# `tables/base.parquet`; finished batches are kept, so an interrupted sweep resumes.
+# `tables/base.parquet`; finished batches are kept, so an interrupted sweep resumes. Where the
+# reference run's tables ship with `clm` for these very endpoints, they are copied in first
+# (`clm.book.table_path`), and only what differs from them is generated.
 
 # %%
 gen = dict(
@@ -136,10 +138,12 @@ gen = dict(
     ),
 )
 base_table = sweep.run_sweep(
-    im, sweep.custom(["base"], design="base"), prompts_file, out=tables / "base.parquet", **gen
+    im, sweep.custom(["base"], design="base"), prompts_file, out=table_path(P, "base.parquet", ends), **gen
 )
 single = {
-    a: sweep.run_sweep(im, sweep.single_attribute(a, alphas), prompts_file, out=tables / f"single_{a}.parquet", **gen)
+    a: sweep.run_sweep(
+        im, sweep.single_attribute(a, alphas), prompts_file, out=table_path(P, f"single_{a}.parquet", ends), **gen
+    )
     for a in attributes
 }
 table = pd.concat(single.values(), ignore_index=True)

@@ -61,7 +61,7 @@ import clm
 import clm.book
 import clm.plots as plots
 from clm import analysis, sweep
-from clm.book import check_count, check_names
+from clm.book import check_count, check_names, table_path
 from clm.data import read_texts
 from clm.errors import ConfigError
 from clm.scoring import load_scorers
@@ -90,7 +90,6 @@ prompts_file = P.data_dir / "prompts" / "writing_prompts.jsonl" if prompts_file 
 n_prompts = check_count("n_prompts", n_prompts) or P.preset.n_prompts
 n_samples = check_count("n_samples", n_samples) or P.preset.samples
 prompts = read_texts(prompts_file, limit=n_prompts)  # one-line DataError if missing or bad
-tables = P.run_dir / "tables"
 hf_logging.disable_progress_bar()
 pd.set_option("display.precision", 3)
 print(P.describe())
@@ -113,7 +112,7 @@ gen = dict(
 )
 # the base model's rows (chapter 4 made them; computed here if missing)
 base_table = sweep.run_sweep(
-    im, sweep.custom(["base"], design="base"), prompts_file, out=tables / "base.parquet", **gen
+    im, sweep.custom(["base"], design="base"), prompts_file, out=table_path(P, "base.parquet", ends), **gen
 )
 print(f"endpoints: {ends}")
 
@@ -127,7 +126,10 @@ print(f"endpoints: {ends}")
 # %%
 design = {t: sweep.multi_attribute(t, available, lams=lams) for t in targets}
 print(design[targets[0]][0])
-multi = {t: sweep.run_sweep(im, design[t], prompts_file, out=tables / f"multi_{t}.parquet", **gen) for t in targets}
+multi = {
+    t: sweep.run_sweep(im, design[t], prompts_file, out=table_path(P, f"multi_{t}.parquet", ends), **gen)
+    for t in targets
+}
 table = pd.concat(multi.values(), ignore_index=True)
 table["λ"] = [table.at[i, f"lam_{t}"] for i, t in zip(table.index, table.target)]  # the target's λ
 print(f"{len(table):,} generations at {table.setting.nunique()} settings")
@@ -183,7 +185,11 @@ for t in targets:
 # %%
 if len(simplex_attributes) == 3:
     simplex = sweep.run_sweep(
-        im, sweep.simplex(simplex_attributes, step=simplex_step), prompts_file, out=tables / "simplex.parquet", **gen
+        im,
+        sweep.simplex(simplex_attributes, step=simplex_step),
+        prompts_file,
+        out=table_path(P, "simplex.parquet", ends),
+        **gen,
     )
     print(f"{len(simplex):,} generations at {simplex.setting.nunique()} points of the simplex")
     fig = plots.ternary(simplex, simplex_attributes)

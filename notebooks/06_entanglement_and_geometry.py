@@ -51,7 +51,7 @@ import clm
 import clm.book
 import clm.plots as plots
 from clm import analysis, sweep
-from clm.book import check_count, check_names
+from clm.book import check_count, check_names, table_path
 from clm.scoring import load_scorers
 from clm.weights import grid
 
@@ -74,7 +74,7 @@ print(P.describe())
 # attribute without a table is swept here with the preset's settings.
 
 # %%
-missing = [a for a in attributes if not (tables / f"single_{a}.parquet").is_file()]
+missing = [a for a in attributes if not table_path(P, f"single_{a}.parquet", ends).is_file()]
 if missing:
     base, tok = clm.load_base(P.model)
     im = clm.InterpolatedModel(base, tok, ends)
