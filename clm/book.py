@@ -41,14 +41,42 @@ class Preset:
     ppl_max_tokens: int | None  # WikiText-2 tokens for perplexity (None: all)
     batch_size: int
     note: str = ""
-    ppl_window: int | None = None  # WikiText-2 perplexity window in tokens for the sweeps (None: the context)
+    # The sweeps of chapters 4-6: their cost grows with every value below.
+    alphas: tuple[float, ...] | None = None  # α of the single-attribute sweeps (None: the alpha_grid)
+    multi_alphas: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # the target's α in the λ design (the paper's)
+    simplex_step: float = 0.2  # λ grid step on the simplex (the paper's)
+    fluency: bool = True  # each continuation's perplexity under the base model (one more forward pass)
+    sweep_ppl_tokens: int | None = None  # WikiText-2 tokens per setting (None: ppl_max_tokens)
+    sweep_ppl_window: int | None = None  # its window (None: the context); stride min(512, window / 2)
+
+    @property
+    def sweep_alphas(self) -> list[float]:
+        """The α values of the single-attribute sweeps."""
+        from .weights import grid
+
+        return list(self.alphas) if self.alphas is not None else grid(*self.alpha_grid)
 
 
+# cpu: on 2 CPU cores SmolLM2-135M costs ~0.6 s of one core per 32-token generation, ~0.3 s more
+# for its fluency, and ~5 ms per WikiText-2 token; the full grid (13 α x 5 attributes x 100 prompts
+# x 2 samples, 16k WikiText tokens per setting) would take ~5 hours for chapters 4-5. So the cpu
+# preset keeps the minimum of the reference run (100 prompts x 2 samples, α from −1 to 2) on a
+# coarser grid (fine inside [0, 1], where monotonicity is tested), without per-sample fluency,
+# with 4k WikiText tokens per setting, and a coarser λ design and simplex: ~2 hours for 4-5.
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset("tiny", "pico", "tiny", 3, 1, 8, (-1.0, 2.0, 0.5), 2048, 8, "pico model; for tests: minutes on 2 cores", ppl_window=256),
-    "cpu": Preset("cpu", "smollm2-135m", "cpu", 100, 2, 32, (-1.0, 2.0, 0.25), 16384, 32, "embedded default on 2 CPU cores", ppl_window=1024),
-    "gpu": Preset("gpu", "smollm2-135m", "paper", 1000, 3, 32, (-1.0, 2.0, 0.25), None, 128, "the paper's scale on one CUDA GPU", ppl_window=None),
-}
+    "tiny": Preset(
+        "tiny", "pico", "tiny", 3, 1, 8, (-1.0, 2.0, 0.5), 2048, 8, "pico model; for tests: minutes on 2 cores",
+        sweep_ppl_tokens=1024, sweep_ppl_window=256,
+    ),
+    "cpu": Preset(
+        "cpu", "smollm2-135m", "cpu", 100, 2, 32, (-1.0, 2.0, 0.25), 16384, 32, "embedded default on 2 CPU cores",
+        alphas=(-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0), multi_alphas=(0.0, 0.5, 1.0), simplex_step=0.25,
+        fluency=False, sweep_ppl_tokens=4096, sweep_ppl_window=1024,
+    ),
+    "gpu": Preset(
+        "gpu", "smollm2-135m", "paper", 1000, 3, 32, (-1.0, 2.0, 0.25), None, 128, "the paper's scale on one CUDA GPU"
+    ),
+}  # fmt: skip
 
 
 def default_data_dir() -> Path:

@@ -36,11 +36,13 @@
 #
 # ```{admonition} Run time
 # :class: warning
-# This is a heavy page: every (α, prompt, sample) is one generation. `tiny` takes seconds;
-# `cpu` (SmolLM2-135M on 2 CPU cores, 100 prompts × 2 samples) takes the longest of the book,
-# see the plan printed below; `gpu` (1,000 prompts × 3 samples) about an hour on one GPU of the
-# H100 class. Sweeps are resumable: a rerun skips every finished batch, and the notebook can run
-# as one papermill job per attribute (see {doc}`../book/running`).
+# This is a heavy page: every (α, prompt, sample) is one generation, and every α one WikiText-2
+# measurement. `tiny` takes seconds. `cpu` (SmolLM2-135M, 9 values of α × 5 attributes × 100
+# prompts × 2 samples, 4k WikiText tokens per α) takes an estimated 1 to 1.5 hours on 2 CPU
+# cores, the longest page of the book. `gpu` (13 values of α, 1,000 prompts × 3 samples, all of
+# WikiText-2) takes an estimated hour on one GPU of the H100 class. The setup cell prints what
+# this run will generate. Sweeps are resumable: a rerun skips every finished batch, and the
+# notebook can run as one papermill job per attribute (see {doc}`../book/running`).
 # ```
 
 # %% tags=["parameters"]
@@ -54,6 +56,8 @@ prompts_file = None  # a .jsonl/.txt of prompts (None: <data_dir>/prompts/writin
 n_prompts = None  # prompts per setting (None: the preset's)
 n_samples = None  # continuations per prompt (None: the preset's)
 ppl_window = None  # WikiText-2 perplexity window in tokens (None: the preset's)
+ppl_tokens = None  # WikiText-2 tokens per setting (None: the preset's)
+fluency = None  # also each continuation's perplexity under the base model (None: the preset's)
 example_prompt = 0  # the prompt whose continuations are shown across α
 example_alphas = [-1.0, 0.0, 0.5, 1.0, 2.0]  # the α values of the example table
 
@@ -71,7 +75,6 @@ from clm.book import check_count, check_names, table_path
 from clm.data import read_texts
 from clm.errors import ConfigError
 from clm.scoring import load_scorers
-from clm.weights import grid
 
 P = clm.book.setup(preset, model, data_dir, run_dir, seed)
 ends = clm.Endpoints.load(clm.book.find_endpoints(P))
@@ -79,20 +82,28 @@ attributes = check_names("attributes", attributes, ends.attributes)
 prompts_file = P.data_dir / "prompts" / "writing_prompts.jsonl" if prompts_file is None else prompts_file
 n_prompts = check_count("n_prompts", n_prompts) or P.preset.n_prompts
 n_samples = check_count("n_samples", n_samples) or P.preset.samples
-ppl_window = check_count("ppl_window", ppl_window, minimum=2) or P.preset.ppl_window
+ppl_window = check_count("ppl_window", ppl_window, minimum=2) or P.preset.sweep_ppl_window
+ppl_tokens = check_count("ppl_tokens", ppl_tokens, minimum=2) or P.preset.sweep_ppl_tokens or P.preset.ppl_max_tokens
+fluency = P.preset.fluency if fluency is None else fluency
+if not isinstance(fluency, bool):
+    raise ConfigError(f"fluency must be True, False or None, got {fluency!r}")
 prompts = read_texts(prompts_file, limit=n_prompts)  # one-line DataError if missing or bad
 check_count("example_prompt", example_prompt, minimum=0)
 if example_prompt >= len(prompts):
     raise ConfigError(f"example_prompt must be below n_prompts ({len(prompts)}), got {example_prompt}")
 if not isinstance(example_alphas, (list, tuple)) or not example_alphas:
     raise ConfigError(f"example_alphas must be a non-empty list of numbers, got {example_alphas!r}")
-alphas = grid(*P.preset.alpha_grid)
+alphas = P.preset.sweep_alphas
 tables = P.run_dir / "tables"
 hf_logging.disable_progress_bar()
 pd.set_option("display.max_colwidth", 120)
 pd.set_option("display.precision", 3)
 print(P.describe())
 print(f"attributes {attributes}; α grid {alphas}; {len(prompts)} prompts x {n_samples} samples")
+print(
+    f"{(len(attributes) * len(alphas) + 1) * len(prompts) * n_samples:,} generations of {P.preset.max_new_tokens} "
+    f"tokens; {len(attributes) * len(alphas) + 1} WikiText-2 measurements of {ppl_tokens or 'all'} tokens"
+)
 
 # %% [markdown]
 # ## The model, the endpoints and the scorers
@@ -129,10 +140,11 @@ gen = dict(
     max_new_tokens=P.preset.max_new_tokens,
     batch_size=P.preset.batch_size,
     progress=False,
+    fluency="base" if fluency else None,
     perplexity=sweep.wikitext_perplexity(
         im,
         P.data_dir / "eval" / "wikitext2_test.raw.txt",
-        max_tokens=P.preset.ppl_max_tokens,
+        max_tokens=ppl_tokens,
         window=ppl_window,
         stride=512 if ppl_window is None else min(512, ppl_window // 2),  # the paper's 512 where it fits
     ),
@@ -148,7 +160,7 @@ single = {
 }
 table = pd.concat(single.values(), ignore_index=True)
 print(f"{len(table):,} generations at {table.setting.nunique()} settings, {len(base_table):,} of the base model")
-table[["setting", "prompt_index", "sample", "continuation", *[f"score_{a}" for a in scorers], "ppl"]].head(4)
+table.filter(regex="^(setting|prompt_index|sample|continuation|score_.*|ppl)$").head(4)
 
 # %% [markdown]
 # ## Response curves
@@ -164,9 +176,10 @@ plt.show()
 # %% [markdown]
 # ## Fluency: perplexity against α
 #
-# Left: WikiText-2 perplexity of the interpolated model at each α (one measurement per
-# setting). Right: the median perplexity of the continuations under the base model, a measure
-# of how unusual the generated text is. Both are on a log scale; dashed: the base model.
+# First, WikiText-2 perplexity of the interpolated model at each α (one measurement per
+# setting, on the first `ppl_tokens` tokens). Then, where `fluency` is on (not at `cpu`, where it
+# would cost a third of the run), the median perplexity of the continuations under the base
+# model, a measure of how unusual the generated text is. Log scales; dashed: the base model.
 
 # %%
 ppl_tables = [sweep.read_table(tables / f"single_{a}_perplexity.parquet") for a in attributes]
@@ -175,9 +188,10 @@ base_ppl = float(ppl.loc[ppl.setting == "base", "wikitext_ppl"].iloc[0])
 fig = plots.perplexity_curve(ppl, attributes, column="wikitext_ppl")
 fig.axes[0].set_title("WikiText-2")
 plt.show()
-fig = plots.perplexity_curve(pd.concat([table, base_table], ignore_index=True), attributes, column="ppl")
-fig.axes[0].set_title("continuations, under the base model")
-plt.show()
+if "ppl" in table.columns:
+    fig = plots.perplexity_curve(pd.concat([table, base_table], ignore_index=True), attributes, column="ppl")
+    fig.axes[0].set_title("continuations, under the base model")
+    plt.show()
 ratio = pd.DataFrame(
     {a: analysis.rows_for(t, a).set_index(f"alpha_{a}").wikitext_ppl / base_ppl for a, t in zip(attributes, ppl_tables)}
 ).rename_axis("α")
@@ -277,7 +291,7 @@ _ = P.record(
     perplexity={
         "base": base_ppl,
         "window": ppl_window,
-        "max_tokens": P.preset.ppl_max_tokens,
+        "max_tokens": ppl_tokens,
         "by_alpha": {a: {f"{x:g}": float(v) for x, v in (ratio[a] * base_ppl).items()} for a in attributes},
         "max_ratio_01": {a: float(inside[a].max()) for a in attributes},
     },

@@ -31,9 +31,12 @@
 #
 # ```{admonition} Run time
 # :class: warning
-# A heavy page: the λ design costs 18 settings per target attribute and the simplex 21
-# settings, each over every prompt and sample. `tiny` takes seconds; at `cpu` see the plans
-# printed below; at `gpu` about an hour on one GPU of the H100 class. Sweeps are resumable.
+# A heavy page: every setting is generated for every prompt and sample. `tiny` takes seconds.
+# `cpu` (2 targets, the target's α at 0, ½ and 1 only, the simplex in steps of 0.25, 100 prompts
+# × 2 samples: 6,600 generations) takes an estimated 40 minutes on 2 CPU cores. `gpu` (all five
+# targets, the paper's α and simplex grids, 1,000 prompts × 3 samples) takes an estimated one to
+# two hours on one GPU of the H100 class. The setup cell prints what this run will generate;
+# sweeps are resumable.
 # ```
 
 # %% tags=["parameters"]
@@ -44,8 +47,9 @@ run_dir = None  # where notebooks share results (None: runs/<preset>)
 seed = 0
 targets = None  # target attributes of the λ design (None: sentiment and formality; all five at gpu)
 lams = [0.8, 0.4, 0.2]  # the target's λ (the paper's)
+target_alphas = None  # the target's α (None: the preset's; the paper's 0, 0.2, …, 1 except at cpu)
 simplex_attributes = None  # 3 attributes for the simplex (None: sentiment, formality, humor)
-simplex_step = 0.2  # grid step on the simplex
+simplex_step = None  # λ grid step on the simplex (None: the preset's; the paper's 0.2 except at cpu)
 prompts_file = None  # a .jsonl/.txt of prompts (None: <data_dir>/prompts/writing_prompts.jsonl)
 n_prompts = None  # prompts per setting (None: the preset's)
 n_samples = None  # continuations per prompt (None: the preset's)
@@ -80,6 +84,14 @@ if simplex_attributes is not None and len(simplex_attributes) != 3:
 simplex_attributes = check_names("simplex_attributes", simplex_attributes, available, default=default_simplex[:3])
 if not isinstance(lams, (list, tuple)) or not lams or not all(isinstance(x, (int, float)) and 0 < x <= 1 for x in lams):
     raise ConfigError(f"lams must be a non-empty list of numbers in (0, 1], got {lams!r}")
+simplex_step = P.preset.simplex_step if simplex_step is None else simplex_step
+target_alphas = list(P.preset.multi_alphas) if target_alphas is None else target_alphas
+if (
+    not isinstance(target_alphas, (list, tuple))
+    or len(target_alphas) < 2
+    or not all(isinstance(x, (int, float)) for x in target_alphas)
+):
+    raise ConfigError(f"target_alphas must be a list of at least 2 numbers, got {target_alphas!r}")
 if (
     not isinstance(simplex_step, (int, float))
     or not 0 < simplex_step <= 0.5
@@ -96,6 +108,13 @@ print(P.describe())
 print(
     f"targets {targets}, λ {list(lams)}; simplex over {simplex_attributes}; {len(prompts)} prompts x {n_samples} samples"
 )
+n_side = round(1 / simplex_step) + 1  # λ values per edge of the simplex
+n_settings = len(targets) * len(lams) * len(target_alphas) + (
+    n_side * (n_side + 1) // 2 if len(simplex_attributes) == 3 else 0
+)
+print(
+    f"{n_settings * len(prompts) * n_samples:,} generations of {P.preset.max_new_tokens} tokens (and the base model's, if missing)"
+)
 
 # %%
 base, tok = clm.load_base(P.model)
@@ -109,6 +128,7 @@ gen = dict(
     max_new_tokens=P.preset.max_new_tokens,
     batch_size=P.preset.batch_size,
     progress=False,
+    fluency=None,  # this chapter reads scores only
 )
 # the base model's rows (chapter 4 made them; computed here if missing)
 base_table = sweep.run_sweep(
@@ -124,7 +144,7 @@ print(f"endpoints: {ends}")
 # One example setting, and the plan:
 
 # %%
-design = {t: sweep.multi_attribute(t, available, lams=lams) for t in targets}
+design = {t: sweep.multi_attribute(t, available, lams=lams, alphas=target_alphas) for t in targets}
 print(design[targets[0]][0])
 multi = {
     t: sweep.run_sweep(im, design[t], prompts_file, out=table_path(P, f"multi_{t}.parquet", ends), **gen)

@@ -53,7 +53,6 @@ import clm.plots as plots
 from clm import analysis, sweep
 from clm.book import check_count, check_names, table_path
 from clm.scoring import load_scorers
-from clm.weights import grid
 
 P = clm.book.setup(preset, model, data_dir, run_dir, seed)
 ends = clm.Endpoints.load(clm.book.find_endpoints(P))
@@ -87,7 +86,7 @@ for a in attributes:
     else:
         single[a] = sweep.run_sweep(
             im,
-            sweep.single_attribute(a, grid(*P.preset.alpha_grid)),
+            sweep.single_attribute(a, P.preset.sweep_alphas),
             prompts_file,
             scorers,
             out=path,
@@ -97,6 +96,7 @@ for a in attributes:
             max_new_tokens=P.preset.max_new_tokens,
             batch_size=P.preset.batch_size,
             progress=False,
+            fluency="base" if P.preset.fluency else None,  # as chapter 4
         )
         source[a] = "swept here"
 table = pd.concat(single.values(), ignore_index=True)
@@ -218,7 +218,7 @@ geometry_vs_behaviour
 # mixtures of all attributes at α = 0, ½ and 1; the star: the base model.
 
 # %%
-paths = [s for a in attributes for s in sweep.single_attribute(a, grid(*P.preset.alpha_grid))]
+paths = [s for a in attributes for s in sweep.single_attribute(a, P.preset.sweep_alphas)]
 mixtures = sweep.custom(
     [clm.Weights({a: x for a in attributes}, {a: 1 / len(attributes) for a in attributes}) for x in (0.0, 0.5, 1.0)],
     design="mixture",
