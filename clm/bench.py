@@ -40,6 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,15 @@ def machine() -> dict[str, Any]:
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     )
-    info["label"] = f"{info['gpu']} (GPU)" if info["gpu"] else f"{cpu}, {info['torch_threads']} threads (CPU)"
+    info["label"] = label(info)
     return info
+
+
+def label(info: dict[str, Any]) -> str:
+    """How a figure names the machine: the GPU's name, or the CPU's model, cores and threads."""
+    if info.get("gpu"):
+        return f"{info['gpu']} (GPU)"
+    return f"{info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch thread{'s' if info['torch_threads'] != 1 else ''} (CPU)"
 
 
 def random_endpoints(model, tokenizer, out: Path, attributes: int = 5, rank: int = 32, seed: int = 0):
@@ -210,7 +218,9 @@ class Bench:
     def peft_cat(self, w: Weights) -> None:
         """PEFT cat: rebuild one adapter of rank Σ r_k holding the weighted endpoints."""
         if "mix" in self.pm.peft_config:
-            self.pm.delete_adapter("mix")
+            with warnings.catch_warnings():  # "Adapter mix was active which is now deleted"
+                warnings.simplefilter("ignore")
+                self.pm.delete_adapter("mix")
         for mod, s0 in zip(self.lora_layers, self.s0):
             for n in self.names:
                 mod.scaling[n] = s0[n]
@@ -330,6 +340,7 @@ def run(
     prompt_tokens: int = 16,
     repeats: int = 3,
     slow_repeats: int = 1,
+    slow_batches: tuple[int, ...] | None = None,
     dtype: str = "float32",
     latency_models: tuple[str, ...] = ("pico",),
     memory: bool = False,
@@ -360,7 +371,7 @@ def run(
                 for m in methods:
                     if (m == "merged" or m == "paper") and distinct:
                         continue  # one setting per model
-                    if m in SLOW and rep >= slow_repeats:
+                    if m in SLOW and (rep >= slow_repeats or (slow_batches is not None and n not in slow_batches)):
                         continue
                     steps = 2 if rep < 0 else new_tokens
                     dt, out = timed(b.job, m, ids, ws, steps)
@@ -431,6 +442,7 @@ def run(
             prompt_tokens=prompt_tokens,
             repeats=repeats,
             slow_repeats=slow_repeats,
+            slow_batches=slow_batches,
             methods=list(methods),
         )
         out = dict(
@@ -505,7 +517,7 @@ LABELS = {
     "base": "base (no adapters)",
     "fused": "clm fused",
     "merged": "clm merged",
-    "peft-multi": "PEFT, 10 adapters active",
+    "peft-multi": "PEFT, all adapters active",
     "peft-cat": "PEFT cat, rebuilt",
     "paper": "paper's code (no KV cache)",
     "dexperts": "DExperts logit mixing",
@@ -525,11 +537,21 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(dict(target=name, measured=value, goal=goal, met=None if ok is None else bool(ok)))
 
     r = by.get(("fused", big, "distinct"))
-    add(f"distinct settings, batch {big}: fused / bound", r and r["ratio_to_bound"], ">= 0.90", r and r["ratio_to_bound"] >= 0.9)
+    add(
+        f"distinct settings, batch {big}: fused / bound",
+        r and r["ratio_to_bound"],
+        ">= 0.90",
+        r and r["ratio_to_bound"] >= 0.9,
+    )
     for n in sorted({r["batch"] for r in res["rows"]}):
         mode = res.get("planner", {}).get(str(n), {}).get("mode", "fused")
         r = by.get((mode, n, "shared"))
-        add(f"one shared setting, batch {n}: clm ({mode}) / base", r and r["ratio_to_base"], ">= 0.95", r and r["ratio_to_base"] >= 0.95)
+        add(
+            f"one shared setting, batch {n}: clm ({mode}) / base",
+            r and r["ratio_to_base"],
+            ">= 0.95",
+            r and r["ratio_to_base"] >= 0.95,
+        )
     for model, lat in res.get("set_weights_latency", {}).items():
         t = lat["set_and_refresh_s"]
         add(f"change a setting ({model}, {lat['modules']} modules), ms", t * 1e3, "< 1 ms", t < 1e-3)
@@ -545,11 +567,46 @@ def build_random_model(out: Path, **config: Any) -> Path:
     tokenizer. Defaults give about 1.1B parameters (hidden 2048, 22 layers, GQA 32/4 heads)."""
     from .models import build_pico
 
-    cfg = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-               num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048) | config
+    cfg = (
+        dict(
+            hidden_size=2048,
+            intermediate_size=5632,
+            num_hidden_layers=22,
+            num_attention_heads=32,
+            num_key_value_heads=4,
+            vocab_size=32000,
+            max_position_embeddings=2048,
+        )
+        | config
+    )
     if not (Path(out) / "config.json").exists():
         build_pico(Path(out), **cfg)
     return Path(out)
+
+
+def _memory_only(args) -> None:
+    """Measure every method's peak memory and add it to the JSON at ``args.out`` (if any)."""
+    import clm
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base, tok = clm.load_base(args.model, dtype=args.dtype)
+        random_endpoints(base, tok, Path(tmp) / "endpoints", args.attributes, args.rank)
+        base = None
+        gc.collect()
+        mem = {
+            m: peak_memory(m, args.model, Path(tmp) / "endpoints", max(args.batches), args.memory_tokens, args.dtype)
+            for m in args.methods
+        }
+    res = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
+    res["peak_memory_mib"] = mem
+    res["peak_memory_kind"] = (
+        "cuda max_memory_allocated" if torch.cuda.is_available() else "max RSS of the whole process"
+    )
+    res["memory_command"] = " ".join(["python -m clm.bench", *sys.argv[1:]])
+    text = json.dumps(res, indent=1, default=str)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -563,30 +620,38 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prompt-tokens", type=int, default=16)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--slow-repeats", type=int, default=1, help="repeats for paper and dexperts")
+    p.add_argument("--slow-batches", type=int, nargs="+", help="batch sizes for paper and dexperts (default: all)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--latency-models", nargs="*", default=["pico"], help="other models to time set_weights on")
     p.add_argument("--memory", action="store_true", help="also measure each method's peak memory in a subprocess")
     p.add_argument("--memory-tokens", type=int, default=4, help="new tokens per memory probe (the models dominate)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON here (else only print it)")
+    p.add_argument("--memory-only", action="store_true", help="only the memory probes, added to --out if it exists")
     p.add_argument("--probe", choices=METHODS, help=argparse.SUPPRESS)
     p.add_argument("--endpoints", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.probe:
         return _probe(args)
+    if args.memory_only:
+        return _memory_only(args)
     res = run(
-        args.model,
-        tuple(args.methods),
-        args.attributes,
-        args.rank,
-        tuple(args.batches),
-        args.new_tokens,
-        args.prompt_tokens,
-        args.repeats,
-        args.slow_repeats,
-        args.dtype,
-        tuple(args.latency_models),
-        args.memory,
-        args.memory_tokens,
+        model=args.model,
+        methods=tuple(args.methods),
+        attributes=args.attributes,
+        rank=args.rank,
+        batches=tuple(args.batches),
+        new_tokens=args.new_tokens,
+        prompt_tokens=args.prompt_tokens,
+        repeats=args.repeats,
+        slow_repeats=args.slow_repeats,
+        slow_batches=tuple(args.slow_batches) if args.slow_batches else None,
+        dtype=args.dtype,
+        latency_models=tuple(args.latency_models),
+        memory=args.memory,
+        memory_tokens=args.memory_tokens,
     )
     res["command"] = " ".join(["python -m clm.bench", *(argv if argv is not None else sys.argv[1:])])
     text = json.dumps(res, indent=1, default=str)

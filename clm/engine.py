@@ -46,6 +46,9 @@ class _Coefficients:
         self.version += 1
 
 
+_SIGNATURES: dict[tuple, int] = {}  # (owner, scale, device) of a module -> a small id (cheap to hash)
+
+
 class InterpolatedLinear(nn.Module):
     """``y = base(x) + Σ_k c_k s_k B_k A_k x`` with per-row c, as two matrix products.
 
@@ -69,14 +72,18 @@ class InterpolatedLinear(nn.Module):
         # setting's gains are computed once per signature, not once per module.
         own, sc = owner.tolist(), scale.tolist()
         self._spans = {k: (own.index(k), len(own) - own[::-1].index(k)) for k in dict.fromkeys(own)}
-        self._signature = (tuple(own), tuple(sc), str(A.device))
+        self._signature = _SIGNATURES.setdefault((tuple(own), tuple(sc), str(A.device)), len(_SIGNATURES))  # small int key
         self._cast: tuple[torch.Tensor, torch.Tensor] | None = None  # A, B cast to the activations' dtype
         self._active: tuple[int, Any] = (-1, None)  # (version, (gains, A, B) sliced) for the current setting
+
+    def _apply(self, fn, *args, **kwargs):
+        self._cast, self._active = None, (-1, None)  # moved or cast (model.to): drop the cached views
+        return super()._apply(fn, *args, **kwargs)
 
     def gains(self, dtype: torch.dtype) -> torch.Tensor:
         """(N, R) per-row, per-rank-component gains c·s, cached until the setting changes."""
         c = self._coefficients
-        key = (self._signature, dtype)
+        key = (self._signature, dtype, self.A.device)
         if key not in c.cache:
             table = c.table.to(device=self.A.device, dtype=torch.float64)
             c.cache[key] = rank_gains(table, self.owner, self.scale.to(torch.float64)).to(dtype)
@@ -91,15 +98,20 @@ class InterpolatedLinear(nn.Module):
         c = self._coefficients
         if self._active[0] == c.version and (self._active[1] is None or self._active[1][0].dtype == dtype):
             return self._active[1]
-        live = (c.table != 0).any(0).tolist()  # (K,) on the CPU: no device sync
-        spans = [self._spans[k] for k in self._spans if live[k]]
-        out = None
-        if spans:
-            lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+        if "live" not in c.cache:
+            c.cache["live"] = (c.table != 0).any(0).tolist()  # (K,) on the CPU: no device sync
+        span_key = (self._signature, "span")
+        if span_key not in c.cache:
+            spans = [self._spans[k] for k in self._spans if c.cache["live"][k]]
+            c.cache[span_key] = (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None
+        span, out = c.cache[span_key], None
+        if span is not None:
             if self._cast is None or self._cast[0].dtype != dtype:
                 self._cast = (self.A.to(dtype), self.B.to(dtype))  # cast once, not on every forward
-            A, B = self._cast
-            out = (self.gains(dtype)[:, lo:hi], A[lo:hi], B[:, lo:hi])  # (N, R'), (R', d_in), (d_out, R')
+            (A, B), g, (lo, hi) = self._cast, self.gains(dtype), span
+            if hi - lo < A.shape[0]:  # views of the live span (no copy): (N, R'), (R', d_in), (d_out, R')
+                g, A, B = g[:, lo:hi], A[lo:hi], B[:, lo:hi]
+            out = (g, A, B)
         self._active = (c.version, out)
         return out
 

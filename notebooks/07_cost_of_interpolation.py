@@ -81,11 +81,13 @@ large_model = True  # on a GPU, also time a 1.1B Llama built from a config (rand
 
 # %% tags=["hide-input"]
 import json
+import warnings
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 import torch
+import transformers
 
 import clm.book
 from clm import bench
@@ -104,6 +106,10 @@ for name, value in (("new_tokens", new_tokens), ("repeats", repeats)):
 SAVED = clm.book.ASSETS / "bench" / "cpu-smollm2-135m.json"
 plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100})
 pd.set_option("display.precision", 3)
+transformers.utils.logging.set_verbosity_error()  # no loading bars or deprecation notes in the outputs
+transformers.utils.logging.disable_progress_bar()
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", message="IProgress not found")
 print(P.describe())
 
 # %% [markdown]
@@ -126,9 +132,9 @@ if tiny or rerun_benchmark:
     (out_dir / f"{'gpu' if gpu else 'cpu'}-{res['config']['model'].replace('/', '_')}.json").write_text(json.dumps(res, indent=1))
 else:
     res = json.loads(SAVED.read_text())
-runs = {res["machine"]["label"]: res}
+runs = {bench.label(res["machine"]): res}
 m = res["machine"]
-print(f"measured on: {m['label']}, {m['cores']} cores; torch {m['torch']}; {m['date']}")
+print(f"measured on: {bench.label(m)}; torch {m['torch']}; {m['date']}")
 print(f"model: {res['config']['model']} ({res['config']['params'] / 1e6:.0f}M parameters, {res['config']['dtype']}); "
       f"{res['config']['endpoints']} endpoints of rank {res['config']['rank']}; {res['config']['new_tokens']} new tokens")
 print(f"command: {res['command']}")
@@ -147,7 +153,7 @@ if gpu and large_model and not tiny:
     big["command"] = f"clm.bench.run(**{kw_big!r})"
     big["config"]["model"] = "llama-1.1b (random, from a config)"
     (out_dir / "gpu-llama-1.1b-random.json").write_text(json.dumps(big, indent=1))
-    runs[f"{big['machine']['label']}, 1.1B"] = big
+    runs[f"{bench.label(big['machine'])}, 1.1B"] = big
 else:
     print("no GPU here (or at tiny): the larger-model run is skipped" if not gpu or tiny else "large_model = False")
 
@@ -171,8 +177,8 @@ def table(r: dict) -> pd.DataFrame:
 
 frames = {label: table(r) for label, r in runs.items()}
 df = frames[next(iter(frames))]
-print(f"bound = {res['sizes']['bytes_base'] / 2**20:.0f} MiB / ({res['sizes']['bytes_base'] / 2**20:.0f} + "
-      f"{res['sizes']['bytes_adapters'] / 2**20:.0f}) MiB = {res['sizes']['bound']:.3f}")
+base_mb, ad_mb = res["sizes"]["bytes_base"] / 2**20, res["sizes"]["bytes_adapters"] / 2**20
+print(f"bound = {base_mb:.3g} MiB / ({base_mb:.3g} + {ad_mb:.3g}) MiB = {res['sizes']['bound']:.3f}")
 df.pivot_table(index="method", columns="scenario", values="tokens_per_s", sort=False).round(1)
 
 # %%
@@ -187,14 +193,19 @@ def speed_figure(d: pd.DataFrame, r: dict, label: str) -> None:
         base = d[(d.scenario == sc) & (d.method == bench.LABELS["base"])]["tokens_per_s"]
         if len(base):
             axes[0].hlines(float(base.iloc[0]) * r["sizes"]["bound"], i - 0.45, i + 0.45, colors="k", linestyles="--", lw=1)
-    axes[0].legend(fontsize=7, loc="lower left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].get_legend().remove()
     sns.barplot(d[d.method != bench.LABELS["base"]], x="scenario", y="ratio_to_base", hue="method", ax=axes[1],
                 palette=sns.color_palette()[1 : d.method.nunique()])
     axes[1].axhline(1, color="grey", lw=1)
     axes[1].axhline(r["sizes"]["bound"], color="k", ls="--", lw=1, label="bound (fused)")
     axes[1].axhline(0.9 * r["sizes"]["bound"], color="k", ls=":", lw=1, label="90% of bound")
     axes[1].set(ylabel="speed / base", xlabel="", title="relative to the base model")
-    axes[1].legend(fontsize=7)
+    h2, l2 = axes[1].get_legend_handles_labels()
+    axes[1].get_legend().remove()
+    extra = [(h, lab) for h, lab in zip(h2, l2) if lab not in labels]
+    fig.legend(handles + [h for h, _ in extra], labels + [lab for _, lab in extra], loc="center left",
+               bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.suptitle(f"{r['config']['model']}, {r['config']['endpoints']} endpoints of rank {r['config']['rank']} - measured on {label}", fontsize=10)
     fig.tight_layout()
     plt.show()
@@ -223,7 +234,7 @@ def latency_frame(r: dict) -> pd.DataFrame:
     for name, lat in r.get("set_weights_latency", {}).items():
         rows.append((f"clm set_weights ({name})", lat["set_weights_s"]))
         rows.append((f"clm set + refresh ({name}, {lat['modules']} modules)", lat["set_and_refresh_s"]))
-    names = {"merged": "clm merge + restore", "peft-multi": "PEFT: set scaling of 10 adapters", "peft-cat": "PEFT cat: rebuild"}
+    names = {"merged": "clm merge + restore", "peft-multi": "PEFT: set scaling of every adapter", "peft-cat": "PEFT cat: rebuild"}
     rows += [(names[k], v) for k, v in r.get("change_latency_s", {}).items()]
     return pd.DataFrame(rows, columns=["how", "seconds"])
 
@@ -233,7 +244,7 @@ for label, r in runs.items():
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(lat) + 1.2))
     sns.barplot(lat, y="how", x="seconds", ax=ax, color="C0")
     ax.axvline(1e-3, color="k", ls="--", lw=1)
-    ax.text(1e-3, -0.6, " 1 ms", fontsize=8)
+    ax.text(1e-3, len(lat) - 0.45, " 1 ms", fontsize=8, va="top")
     ax.set(xscale="log", ylabel="", xlabel="seconds (log)", title=f"time to change a setting - measured on {label}")
     fig.tight_layout()
     plt.show()
@@ -272,7 +283,7 @@ for label, r in runs.items():
 # %%
 tg = pd.DataFrame(bench.targets(res))
 tg["measured"] = tg["measured"].astype(float).round(3)
-print(f"measured on {res['machine']['label']}; planner: " + "; ".join(f"batch {k}: {v['mode']} ({v['reason']})" for k, v in res["planner"].items()))
+print(f"measured on {bench.label(res['machine'])}; planner: " + "; ".join(f"batch {k}: {v['mode']} ({v['reason']})" for k, v in res["planner"].items()))
 tg
 
 # %% [markdown]
@@ -291,7 +302,7 @@ tg
 rows = {f"{r['method']}|{r['batch']}|{r['settings']}": round(r["tokens_per_s"], 3) for r in res["rows"]}
 P.record(
     "07_cost_of_interpolation",
-    machine=res["machine"]["label"],
+    machine=bench.label(res["machine"]),
     model=res["config"]["model"],
     new_tokens=res["config"]["new_tokens"],
     bound=res["sizes"]["bound"],

@@ -230,3 +230,15 @@ def test_four_bit_base_falls_back_to_fused(tmp_path):
         inside = im.logits(ids)
     assert torch.equal(inside, fused)
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_cast_and_moved_models_drop_cached_factors(im, batch):
+    """The fused path caches A and B in the activations' dtype; after casting the model it is still exact."""
+    w = SETTINGS[2]
+    ref = im.logits(batch, weights=w)
+    im.model.to(torch.float64)
+    got = im.logits(batch, weights=w)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got.float(), ref, atol=ATOL, rtol=0)
+    mod = next(m for m in im.model.modules() if isinstance(m, clm.engine.InterpolatedLinear))
+    assert mod._active[1][1].dtype == torch.float64 and mod.A.dtype == torch.float64
