@@ -91,8 +91,12 @@ prompts = read_texts(prompts_file, limit=n_prompts)  # one-line DataError if mis
 check_count("example_prompt", example_prompt, minimum=0)
 if example_prompt >= len(prompts):
     raise ConfigError(f"example_prompt must be below n_prompts ({len(prompts)}), got {example_prompt}")
-if not isinstance(example_alphas, (list, tuple)) or not example_alphas:
-    raise ConfigError(f"example_alphas must be a non-empty list of numbers, got {example_alphas!r}")
+if (
+    not isinstance(example_alphas, (list, tuple))
+    or not example_alphas
+    or not all(isinstance(x, (int, float)) and -1 <= x <= 2 for x in example_alphas)
+):
+    raise ConfigError(f"example_alphas must be a non-empty list of numbers in [-1, 2], got {example_alphas!r}")
 alphas = P.preset.sweep_alphas
 tables = P.run_dir / "tables"
 hf_logging.disable_progress_bar()
@@ -292,7 +296,10 @@ _ = P.record(
         "base": base_ppl,
         "window": ppl_window,
         "max_tokens": ppl_tokens,
-        "by_alpha": {a: {f"{x:g}": float(v) for x, v in (ratio[a] * base_ppl).items()} for a in attributes},
+        "by_alpha": {
+            a: {f"{x:g}": float(v) for x, v in analysis.rows_for(t, a).set_index(f"alpha_{a}").wikitext_ppl.items()}
+            for a, t in zip(attributes, ppl_tables)
+        },
         "max_ratio_01": {a: float(inside[a].max()) for a in attributes},
     },
     verdict={a: {k: bool(verdict.loc[a, k]) for k in ("monotone", "strong", "fluent", "passes")} for a in attributes},
