@@ -226,7 +226,7 @@ def table_path(P: BookParams, name: str, endpoints: Any = None) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         ppl = shipped.with_name(f"{shipped.stem}_perplexity{shipped.suffix}")
         for src in (ppl, shipped) if ppl.is_file() else (shipped,):
-            tmp = out.parent / f".{src.name}.tmp"
+            tmp = out.parent / f".{src.name}.{os.getpid()}.tmp"
             shutil.copyfile(src, tmp)
             os.replace(tmp, out.parent / src.name)
     return out

@@ -362,7 +362,7 @@ def _run_chunk(im, chunk, settings, prompts, attributes, scorers, fluency, gen_k
 def _write_table(df: Any, path: Path) -> None:
     """Write Parquet or CSV by suffix, atomically (a temp file renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: parallel jobs may share a table
     if path.suffix == ".csv":
         df.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC)  # quote texts: they may hold \r
     else:

@@ -181,3 +181,35 @@ def test_notebooks_are_in_the_toc():
     names = pipeline.toc_notebooks(REPO)
     for n in ("04_single_attribute", "05_multi_attribute", "06_entanglement_and_geometry"):
         assert n in names and (REPO / "notebooks" / f"{n}.py").is_file()
+
+
+def test_table_path_copies_shipped_tables_only_for_the_shipped_endpoints(tmp_path, endpoints_dir, monkeypatch):
+    import clm
+    import clm.book
+
+    assets = tmp_path / "assets"
+    shutil.copytree(endpoints_dir, assets / "endpoints" / "pico")
+    (assets / "tables" / "pico").mkdir(parents=True)
+    (assets / "tables" / "pico" / "single_sentiment.parquet").write_bytes(b"table")
+    (assets / "tables" / "pico" / "single_sentiment_perplexity.parquet").write_bytes(b"ppl")
+    monkeypatch.setattr(clm.book, "ASSETS", assets)
+    P = setup("tiny", run_dir=tmp_path / "run", need_data=False)
+    tables = P.run_dir / "tables"
+    # other endpoints (here: one attribute fewer): nothing is copied
+    other = clm.Endpoints.create(tmp_path / "other", base="pico")
+    assert clm.book.table_path(P, "single_sentiment.parquet", other) == tables / "single_sentiment.parquet"
+    assert not tables.exists()
+    # no endpoints given, or no shipped table: nothing either
+    assert not clm.book.table_path(P, "single_sentiment.parquet").exists()
+    assert not clm.book.table_path(P, "base.parquet", clm.Endpoints.load(endpoints_dir)).exists()
+    # the shipped endpoints (a copy elsewhere is the same endpoints): the table and its perplexity
+    out = clm.book.table_path(P, "single_sentiment.parquet", clm.Endpoints.load(endpoints_dir))
+    assert out.read_bytes() == b"table" and (tables / "single_sentiment_perplexity.parquet").read_bytes() == b"ppl"
+    assert sorted(p.name for p in tables.iterdir()) == [
+        "single_sentiment.parquet",
+        "single_sentiment_perplexity.parquet",
+    ]
+    # a table that exists is never replaced
+    out.write_bytes(b"mine")
+    clm.book.table_path(P, "single_sentiment.parquet", clm.Endpoints.load(endpoints_dir))
+    assert out.read_bytes() == b"mine"
