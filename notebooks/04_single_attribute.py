@@ -62,6 +62,8 @@ example_prompt = 0  # the prompt whose continuations are shown across α
 example_alphas = [-1.0, 0.0, 0.5, 1.0, 2.0]  # the α values of the example table
 
 # %%
+import json
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -210,7 +212,9 @@ ratio.T
 # at α = 0), each with a bootstrap 95 % interval (resampling the continuations within each α).
 # An attribute **passes** if ρ ≥ 0.9, the range is ≥ 0.25, and perplexity stays within 1.3×
 # the base model's at every α in [0, 1]; the reference run must pass for at least 4 of the 5
-# attributes.
+# attributes. For an attribute that falls short, the lines under the verdict give what the
+# earlier chapters measured about its scorer (test accuracy, chapter 3) and its endpoints (how
+# far apart their next-token distributions are, chapter 2).
 
 # %%
 MIN_RHO, MIN_RANGE, MAX_RATIO, NEEDED = 0.9, 0.25, 1.3, 4
@@ -239,13 +243,24 @@ print(
     f"{n_pass} of {len(attributes)} attributes pass (ρ ≥ {MIN_RHO}, range ≥ {MIN_RANGE}, ppl ≤ {MAX_RATIO}× base); "
     f"the acceptance needs {NEEDED} of 5: {'met' if n_pass >= NEEDED else 'not met'}"
 )
+# where a shortfall may come from: the scorer (chapter 3) or the endpoints (chapter 2)
+m2, m3 = (
+    {} if not P.metrics_path(n).is_file() else json.loads(P.metrics_path(n).read_text())
+    for n in ("02_finetune_endpoints", "03_attribute_scorers")
+)
 for a in verdict.index[~verdict.passes]:
     why = [
         w
         for w, ok in (("not monotone", "monotone"), ("too weak", "strong"), ("not fluent", "fluent"))
         if not verdict.loc[a, ok]
     ]
-    print(f"  {a}: {', '.join(why)}")
+    acc = m3.get("accuracy_main", {}).get(a), m3.get("accuracy_second", {}).get(a)
+    tv = m2.get("tv_alpha0_alpha1", {}).get(a)
+    print(
+        f"  {a}: {', '.join(why)}; scorer test accuracy "
+        + ("not recorded" if acc[0] is None else f"{acc[0]:.2f} (paper's source) / {acc[1]:.2f} (second source)")
+        + ("" if tv is None else f"; next-token TV distance between the endpoints {tv:.3f}")
+    )
 verdict
 
 # %% [markdown]
