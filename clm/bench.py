@@ -1,6 +1,10 @@
 """What dialing costs: clm's fused path and merge planner against the alternatives.
 
-    python -m clm.bench --model smollm2-135m --out clm/assets/bench/cpu-smollm2-135m.json
+    python -m clm.bench --new-tokens 16 --repeats 3 --threads 1 --out clm/assets/bench/cpu-smollm2-135m.json
+    python -m clm.bench --model smollm2-135m --memory-only --out clm/assets/bench/cpu-smollm2-135m.json
+
+(On a CPU shared with other jobs, ``--threads 1`` avoids oversubscription, which made two
+threads up to 10x slower and far noisier on the 2-core machine of the saved run.)
 
 Setup: a base model and 2·A random non-zero endpoint adapters (A attributes, rank r on
 q/k/v/o, built with PEFT ``init_lora_weights=False``; values don't change timings). Every

@@ -5,6 +5,8 @@ adapts is replaced by an :class:`InterpolatedLinear` wrapper holding the K endpo
 concatenated along the rank. Base weights are never touched, so changing the setting is an O(1)
 update of a small (rows × K) coefficient table: no reload, no re-merge, and a setting changed
 and changed back gives bit-identical outputs. ``unwrap()`` puts the original modules back.
+(The one exception is opt-in: :meth:`InterpolatedModel.merged` merges one shared setting into
+the weights for the duration of a ``with`` block and restores them bit-exactly; see clm.merge.)
 """
 
 from __future__ import annotations
