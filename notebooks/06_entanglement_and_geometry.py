@@ -199,8 +199,11 @@ pair_rows = [
     for n, a in enumerate(attributes)
     for b in attributes[n + 1 :]
 ]
-geometry_vs_behaviour = pd.DataFrame(pair_rows).set_index("pair") if pair_rows else pd.DataFrame()
-if len(geometry_vs_behaviour) >= 3:
+geometry_vs_behaviour = pd.DataFrame(pair_rows, columns=["pair", "cos(d_a, d_b)", "|E_ab|", "|E_ba|"]).set_index("pair")
+rho = None
+if len(geometry_vs_behaviour) < 3:
+    print(f"{len(pair_rows)} pair(s) of attributes: too few to correlate geometry with entanglement")
+else:
     rho = analysis.spearman(
         geometry_vs_behaviour["cos(d_a, d_b)"].abs(),
         geometry_vs_behaviour[["|E_ab|", "|E_ba|"]].mean(axis=1),
@@ -249,6 +252,7 @@ _ = P.record(
         "distance": dist.to_numpy().tolist(),
         "norms": {k: float(np.sqrt(G.loc[k, k])) for k in G.index},
         "direction_cosine": dir_cos.to_numpy().tolist(),
+        "direction_vs_entanglement_rho": rho,
     },
 )
 
