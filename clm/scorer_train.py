@@ -38,7 +38,7 @@ from .errors import ConfigError
 from .models import _sha256_file
 from .scoring import Head, accuracy, evaluate, get_encoder
 
-CANDIDATES = ("lr:0.1", "lr:1", "lr:10", "mlp:256")
+CANDIDATES = ("lr:0.1", "lr:1", "lr:10", "mlp:256", "mlp:512")
 
 
 @dataclass(frozen=True)
