@@ -44,6 +44,7 @@ train = None  # train heads into <run_dir>/scorers (None: only at tiny; else loa
 encoder = None  # sentence encoder when training (None: pico at tiny, else minilm)
 eval_limit = None  # test texts per pole (None: all at cpu/gpu, 40 at tiny)
 ppl_window = None  # perplexity window in tokens (None: 256 at tiny, 2048 at cpu, the context at gpu)
+ppl_max_tokens = None  # WikiText-2 tokens for perplexity (None: the preset's; 0: all)
 
 # %%
 import json
@@ -69,12 +70,13 @@ encoder = encoder or ("pico" if tiny else "minilm")
 eval_limit = eval_limit if eval_limit is not None else (40 if tiny else None)
 ppl_window = ppl_window or {"tiny": 256, "cpu": 2048, "gpu": None}[P.preset.name]
 ppl_stride = 512 if ppl_window is None else min(512, ppl_window // 2)  # the paper's 512 where the window allows
-for name, value in (("eval_limit", eval_limit), ("ppl_window", ppl_window)):
+ppl_max_tokens = P.preset.ppl_max_tokens if ppl_max_tokens is None else (ppl_max_tokens or None)
+for name, value in (("eval_limit", eval_limit), ("ppl_window", ppl_window), ("ppl_max_tokens", ppl_max_tokens)):
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
         raise ConfigError(f"{name} must be an integer >= 2 or None, got {value!r}")
 plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100})
 pd.set_option("display.max_colwidth", 90)
-pd.set_option("display.precision", 3)
+pd.set_option("display.float_format", "{:.3f}".format)
 print(P.describe())
 
 # %% [markdown]
@@ -222,7 +224,7 @@ ppl = sliding_window_perplexity(
     tokenizer=tok,
     window=ppl_window,
     stride=ppl_stride,
-    max_tokens=P.preset.ppl_max_tokens,
+    max_tokens=ppl_max_tokens,
     progress=False,
 )
 print(
