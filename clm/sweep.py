@@ -273,6 +273,10 @@ def wikitext_perplexity(im: Any, path: str | os.PathLike, **kwargs: Any) -> Call
             text.append(_text_for(im.tokenizer, path, kwargs.get("max_tokens")))
         return sliding_window_perplexity(im, text=text[0], weights=weights, progress=False, **kwargs).ppl
 
+    # What a stored value depends on besides the weights: perplexity_table reuses only matches.
+    perplexity.context = json.dumps(
+        {"endpoints": _endpoints_digest(im), "path": str(Path(path).resolve()), "kwargs": kwargs}, sort_keys=True, default=str
+    )
     return perplexity
 
 
@@ -555,18 +559,25 @@ def perplexity_table(
     out = _check_out(out)
     if attributes is None:
         attributes = list(dict.fromkeys(a for s in settings for a in s.weights.alpha))
+    # Stored values are reused only when measured in the same context (endpoints, text file and
+    # window settings), so retrained endpoints or another window never reuse stale perplexities.
+    context = str(getattr(perplexity, "context", ""))
     known: dict[str, float] = {}
     if out is not None and out.is_file():
         old = read_table(out)
-        known = dict(zip(old["weights"], old["wikitext_ppl"]))
+        if "context" in old:
+            old = old[old["context"].astype(str) == context]
+            known = dict(zip(old["weights"], old["wikitext_ppl"]))
     rows = []
     for s in tqdm(settings, desc="perplexity", disable=(not progress) if progress is not None else None):
         key = s.weights.to_json()
         if key not in known:
             known[key] = float(perplexity(s.weights))
             if out is not None:
-                _write_table(pd.DataFrame({"weights": list(known), "wikitext_ppl": list(known.values())}), out)
-        rows.append({**setting_columns(s, attributes), "wikitext_ppl": known[key]})
+                _write_table(
+                    pd.DataFrame({"weights": list(known), "wikitext_ppl": list(known.values()), "context": context}), out
+                )
+        rows.append({**setting_columns(s, attributes), "wikitext_ppl": known[key], "context": context})
     table = pd.DataFrame.from_records(rows).drop_duplicates("weights", ignore_index=True)
     if out is not None:
         _write_table(table, out)

@@ -245,6 +245,34 @@ def test_perplexity_per_setting_is_measured_once_and_resumes(im, tmp_path):
     assert table.alpha_sentiment.tolist()[:2] == [0.0, 1.0]
 
 
+def test_perplexity_table_reuses_values_only_in_the_same_context(tmp_path):
+    calls = []
+
+    def make(ctx, offset):
+        def ppl(w):
+            calls.append((ctx, str(w)))
+            return offset + w.alpha.get("sentiment", 0.0)
+
+        ppl.context = ctx
+        return ppl
+
+    out = tmp_path / "ppl.parquet"
+    settings = sweep.single_attribute("sentiment", [0.0, 1.0])
+    sweep.perplexity_table(settings, make("ends-A", 10.0), ["sentiment"], out=out)
+    again = sweep.perplexity_table(settings, make("ends-A", 99.0), ["sentiment"], out=out)
+    assert again.wikitext_ppl.tolist() == [10.0, 11.0] and len(calls) == 2  # same context: reused
+    retrained = sweep.perplexity_table(settings, make("ends-B", 20.0), ["sentiment"], out=out)
+    assert retrained.wikitext_ppl.tolist() == [20.0, 21.0] and len(calls) == 4  # new context: measured
+
+
+def test_wikitext_perplexity_context_names_endpoints_and_settings(im, tmp_path):
+    f = tmp_path / "w.txt"
+    f.write_text("a b c\n")
+    a = sweep.wikitext_perplexity(im, f, window=64, stride=32)
+    b = sweep.wikitext_perplexity(im, f, window=32, stride=16)
+    assert a.context != b.context and "window" in a.context
+
+
 def test_bad_input_fails_before_any_work(im, tmp_path, monkeypatch):
     calls = count_generate(im, monkeypatch)
     with pytest.raises(ConfigError, match=r"\.parquet or \.csv"):
