@@ -112,6 +112,24 @@ class BookParams:
         os.replace(tmp, path)
         return path
 
+    def sweep_kwargs(self, n_prompts: int, n_samples: int, fluency: bool | None = None) -> dict[str, Any]:
+        """The generation settings every chapter's sweeps share, for ``clm.sweep.run_sweep``.
+
+        One place for them matters: a sweep resumes finished batches only when these settings
+        are the same, so chapters that read each other's tables must build them identically.
+        ``fluency`` None takes the preset's.
+        """
+        fluency = self.preset.fluency if fluency is None else fluency
+        return dict(
+            n_prompts=n_prompts,
+            n_samples=n_samples,
+            seeds=[self.seed],
+            max_new_tokens=self.preset.max_new_tokens,
+            batch_size=self.preset.batch_size,
+            progress=False,
+            fluency="base" if fluency else None,
+        )
+
     def describe(self) -> str:
         d = asdict(self.preset)
         return f"preset={self.preset.name} model={self.model} data_dir={self.data_dir} run_dir={self.run_dir} seed={self.seed} ({d['note']})"

@@ -139,14 +139,8 @@ print(f"scorers: {', '.join(scorers)} ({next(iter(scorers.values())).config['enc
 
 # %%
 gen = dict(
+    P.sweep_kwargs(n_prompts, n_samples, fluency),
     scorers=scorers,
-    n_prompts=n_prompts,
-    n_samples=n_samples,
-    seeds=[seed],
-    max_new_tokens=P.preset.max_new_tokens,
-    batch_size=P.preset.batch_size,
-    progress=False,
-    fluency="base" if fluency else None,
     perplexity=sweep.wikitext_perplexity(
         im,
         P.data_dir / "eval" / "wikitext2_test.raw.txt",

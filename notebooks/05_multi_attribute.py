@@ -120,16 +120,7 @@ print(
 base, tok = clm.load_base(P.model)
 im = clm.InterpolatedModel(base, tok, ends)
 scorers = load_scorers(path=clm.book.find_scorers(P))
-gen = dict(
-    scorers=scorers,
-    n_prompts=n_prompts,
-    n_samples=n_samples,
-    seeds=[seed],
-    max_new_tokens=P.preset.max_new_tokens,
-    batch_size=P.preset.batch_size,
-    progress=False,
-    fluency=None,  # this chapter reads scores only
-)
+gen = dict(P.sweep_kwargs(n_prompts, n_samples, fluency=False), scorers=scorers)  # this chapter reads scores only
 # the base model's rows (chapter 4 made them; computed here if missing)
 base_table = sweep.run_sweep(
     im, sweep.custom(["base"], design="base"), prompts_file, out=table_path(P, "base.parquet", ends), **gen

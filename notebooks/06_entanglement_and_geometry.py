@@ -90,13 +90,7 @@ for a in attributes:
             prompts_file,
             scorers,
             out=path,
-            n_prompts=n_prompts,
-            n_samples=n_samples,
-            seeds=[seed],
-            max_new_tokens=P.preset.max_new_tokens,
-            batch_size=P.preset.batch_size,
-            progress=False,
-            fluency="base" if P.preset.fluency else None,  # as chapter 4
+            **P.sweep_kwargs(n_prompts, n_samples),  # as chapter 4, so its batches are reused
         )
         source[a] = "swept here"
 table = pd.concat(single.values(), ignore_index=True)
