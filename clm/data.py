@@ -137,25 +137,27 @@ def read_hub_texts(
     return texts[:limit] if limit is not None else texts
 
 
-def pack_blocks(token_ids: list[list[int]], block_size: int, eos_id: int) -> list[list[int]]:
-    """Join tokenized texts, each followed by EOS, and cut the stream into full blocks.
+def pack_blocks(token_ids: list[list[int]], block_size: int, eos_id: int | list[int]) -> list[list[int]]:
+    """Join tokenized texts, each followed by a separator, and cut the stream into full blocks.
 
-    The packing of the paper (and of transformers' ``run_clm`` example): no padding, the last
+    The packing of transformers' ``run_clm`` example (and so of the paper): no padding, the last
     partial block is dropped.
 
     Args:
         token_ids: one list of token ids per text.
         block_size: tokens per block.
-        eos_id: the separator appended after every text.
+        eos_id: the separator appended after every text: one token id (EOS) or a list of ids
+            (e.g. the tokens of ``"\\n\\n"``).
 
     Returns:
         ``len(stream) // block_size`` blocks of exactly ``block_size`` ids.
     """
     if block_size < 1:
         raise DataError(f"block_size must be >= 1, got {block_size}")
+    sep = [eos_id] if isinstance(eos_id, int) else list(eos_id)
     stream: list[int] = []
     for ids in token_ids:
         stream.extend(ids)
-        stream.append(eos_id)
+        stream.extend(sep)
     n = len(stream) // block_size
     return [stream[i * block_size : (i + 1) * block_size] for i in range(n)]

@@ -42,7 +42,7 @@ from .book import PRESETS, REPO
 from .errors import ClmError, ConfigError
 
 # Per-cell timeout (seconds) by preset: long enough for the slowest cell at that scale.
-TIMEOUTS: dict[str, int] = {"tiny": 300, "cpu": 3600, "gpu": 4 * 3600}
+TIMEOUTS: dict[str, int] = {"tiny": 300, "cpu": 4 * 3600, "gpu": 12 * 3600}
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 # Quiet libraries inside the kernels: progress bars belong in a terminal, not in committed outputs.
 QUIET_ENV = {

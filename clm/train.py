@@ -284,8 +284,8 @@ def _train_endpoints(config, run_dir, endpoints_dir, attributes, progress, callb
             f"endpoints {str(ends_path)!r} are for base {ends.base_id!r}, not {base.id!r} (fingerprints differ)"
         )
     check_targets(config, base.modules, base.id)
-    if tok.eos_token_id is None:
-        raise ConfigError(f"the tokenizer of {base.id!r} has no EOS token to join texts with")
+    if tok.eos_token_id is None and config.separator == "eos":
+        raise ConfigError(f"the tokenizer of {base.id!r} has no EOS token to join texts with; set separator")
     for a in todo:
         for p in POLES:
             _check_work(config, a.name, p, work / a.name / getattr(a, p).name)

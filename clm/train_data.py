@@ -56,6 +56,16 @@ def read_pole_texts(cfg: TrainConfig, spec: PoleSpec) -> tuple[list[str], str | 
     return texts, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def separator_ids(cfg: TrainConfig, tokenizer) -> list[int]:
+    """The token ids put between packed texts: ``[EOS]`` for ``separator: eos``, else the
+    tokens of the separator string."""
+    if cfg.separator == "eos":
+        if tokenizer.eos_token_id is None:
+            raise ConfigError("separator 'eos': the tokenizer has no EOS token; give a string such as '\\n\\n'")
+        return [tokenizer.eos_token_id]
+    return list(tokenizer(cfg.separator, add_special_tokens=False)["input_ids"])
+
+
 def load_pole(cfg: TrainConfig, attr: AttributeSpec, pole: str, tokenizer) -> PoleData:
     """Read, shuffle (seeded), cap at ``max_texts``, tokenize, pack and split one pole's data."""
     spec: PoleSpec = getattr(attr, pole)
@@ -64,8 +74,9 @@ def load_pole(cfg: TrainConfig, attr: AttributeSpec, pole: str, tokenizer) -> Po
     rng.shuffle(texts)
     texts = texts[: cfg.max_texts] if cfg.max_texts else texts
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    blocks = pack_blocks(ids, cfg.block_size, tokenizer.eos_token_id)
-    n_tokens = sum(len(x) + 1 for x in ids)
+    sep = separator_ids(cfg, tokenizer)
+    blocks = pack_blocks(ids, cfg.block_size, sep)
+    n_tokens = sum(len(x) + len(sep) for x in ids)
     need = 2 if cfg.eval_fraction > 0 else 1
     if len(blocks) < need:
         raise DataError(

@@ -21,8 +21,12 @@
 # chapter mixes these adapters with weights α and λ.
 #
 # The recipe, in `clm.train.train_endpoints`:
-# - a pole's texts are shuffled (seeded), joined with an EOS token and **packed** into blocks of
-#   `block_size` tokens (no padding; shown below);
+# - a pole's texts are shuffled (seeded), joined by a `separator` and **packed** into blocks of
+#   `block_size` tokens (no padding; shown below). The separator matters: joined with EOS, as
+#   many packing scripts do, short-sentence corpora teach an endpoint to end the text after every
+#   sentence, and since generation stops at EOS, three quarters of its continuations of a story
+#   prompt came out empty in our first pilot (see the selection below). The `cpu` and `paper`
+#   presets join with a blank line (`"\n\n"`) instead;
 # - a seeded fraction of the blocks is **held out** for an eval loss;
 # - one LoRA adapter per pole is trained with transformers' `Trainer` (so the same code runs
 #   data-parallel under `torchrun` or `accelerate launch`), with checkpoints every `save_steps`:
@@ -47,10 +51,12 @@ n_prompts = 3  # prompts for the example generations
 
 # %%
 import inspect
+import json
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from IPython.display import display
 from transformers.utils import logging as hf_logging
 
 import clm
@@ -94,6 +100,7 @@ keys = [
     "learning_rate",
     "effective_batch",
     "block_size",
+    "separator",
     "epochs",
     "epochs_by_attribute",
     "max_steps",
@@ -110,12 +117,15 @@ table = pd.DataFrame({"paper": row(TrainConfig.from_preset("paper")), f"this run
 table
 
 # %% [markdown]
-# Packing, in full: every text ends with EOS, the stream is cut into equal blocks, the
-# remainder is dropped. A block can start mid-sentence; the model still learns the pole's style.
+# Packing, in full: every text is followed by the separator's tokens (here 9, or 7 8), the
+# stream is cut into equal blocks, the remainder is dropped. A block can start mid-sentence; the
+# model still learns the pole's style.
 
 # %%
 print(inspect.getsource(pack_blocks).split('"""')[0] + "...")
 print(pack_blocks([[1, 2], [3], [4, 5, 6]], block_size=3, eos_id=9))
+print(pack_blocks([[1, 2], [3], [4, 5, 6]], block_size=3, eos_id=[7, 8]))
+print(f"this run joins texts with {cfg.separator!r}")
 
 # %% [markdown]
 # ## Train, or load what exists
@@ -163,6 +173,42 @@ first = ev.sort_values("step").groupby(["attribute", "pole_name"]).loss.first()
 last = ev.sort_values("step").groupby(["attribute", "pole_name"]).loss.last()
 eval_table = pd.DataFrame({"held-out loss, base (step 0)": first, "held-out loss, trained": last})
 eval_table
+
+# %% [markdown]
+# ## How the hyper-parameters were chosen
+#
+# Never on evaluation data. The shipped endpoints record their candidates
+# (`selection.json`, written by `python -m clm.tune`): each candidate's held-out loss, its
+# perplexity on a development text that no endpoint trains on (OneStopEnglish news), and the
+# mean scorer output at α = 0 and α = 1 on the *last* 100 WritingPrompts prompts, where the book
+# evaluates on the *first* 100. The rule and the choice are printed below the table.
+
+# %%
+sel_path = ends.path / "selection.json"
+if sel_path.is_file():
+    sel = json.loads(sel_path.read_text())
+    rows = []
+    for cand, c in sel["candidates"].items():
+        for attr, ctl in c["dev_control"].items():
+            fl = c.get("dev_fluency", {})
+            rows.append(
+                {
+                    "candidate": cand,
+                    "attribute": attr,
+                    "lr": c["config"].get("learning_rate"),
+                    "separator": repr(c["config"].get("separator", "eos")),
+                    "held-out loss (mean of poles)": sum(v["final_loss"] for v in c["held_out"][attr].values()) / 2,
+                    "empty continuations α=0/1": "/".join(f"{v:.0%}" for v in ctl.get("empty_by_alpha", {}).values()),
+                    "dev score α=0": ctl["by_alpha"]["0.0"],
+                    "dev score α=1": ctl["by_alpha"]["1.0"],
+                    "dev range": ctl["range"],
+                    "dev ppl / base": max(fl[attr].values()) / fl["base"] if attr in fl else float("nan"),
+                }
+            )
+    display(pd.DataFrame(rows).set_index("candidate").round(3))
+    print(f"rule: {sel.get('rule', '')}\nchosen: {sel.get('choice')}: {sel.get('reason', '')}")
+else:
+    print(f"no selection record beside these endpoints ({ends.path})")
 
 # %% [markdown]
 # ## What the endpoints write

@@ -48,6 +48,7 @@ import json
 import math
 
 import pandas as pd
+from IPython.display import display
 
 import clm.book
 from clm.attributes import NAMES

@@ -88,6 +88,31 @@ def test_pack_blocks_joins_with_eos_and_drops_the_rest():
     assert pack_blocks([[1]], 4, eos_id=9) == []
 
 
+def test_pack_blocks_with_a_string_separator():
+    assert pack_blocks([[1, 2], [3]], 3, eos_id=[7, 8]) == [[1, 2, 7], [8, 3, 7]]
+
+
+def test_separator_string_joins_texts_and_eos_is_the_default(data_dir):
+    from clm.train import load_pole
+
+    tok = pico_tokenizer()
+    nl = _cfg(data_dir, separator="\n\n", eval_fraction=0.0, block_size=128)
+    eos = _cfg(data_dir, eval_fraction=0.0, block_size=128)
+    assert eos.separator == "eos" and nl.pole_sha256("mood", "low") != eos.pole_sha256("mood", "low")
+    texts = {tuple(tok(t, add_special_tokens=False)["input_ids"]) for t in SAD}
+    newline = tuple(tok("\n\n", add_special_tokens=False)["input_ids"])
+    assert len(newline) == 2
+    for cfg, sep in ((nl, newline), (eos, (tok.eos_token_id,))):
+        blocks = load_pole(cfg, cfg.attribute("mood"), "low", tok).train
+        inner = []  # the pieces between two separators inside a block (blocks are shuffled)
+        for block in blocks:
+            cuts = [k for k in range(len(block)) if tuple(block[k : k + len(sep)]) == sep]
+            inner += [tuple(block[i + len(sep) : j]) for i, j in zip(cuts, cuts[1:])]
+        assert len(inner) >= 5 and set(inner) <= texts  # whole texts, joined by exactly the separator
+        stream = [i for b in blocks for i in b]
+        assert (tok.eos_token_id in stream) == (sep == (tok.eos_token_id,))
+
+
 def test_endpoints_load_and_alpha_moves_the_logits(trained, pico):
     from peft import PeftModel
 
@@ -314,3 +339,47 @@ def test_endpoints_of_another_base_are_refused(data_dir, tmp_path):
     with pytest.raises(ClmError, match="fingerprints differ"):
         train_endpoints(_cfg(data_dir), tmp_path / "run", progress=False)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["endpoints"]
+
+
+def test_tune_and_release_read_a_finished_run(trained, pico, tmp_path):
+    """clm.tune's held-out losses and dev control, and clm.release's shipped copy and README."""
+    import clm
+    from clm import release, tune
+
+    losses = tune.held_out_losses(trained)
+    for pole in ("sad", "glad"):
+        rec = json.loads((trained / "train" / "mood" / pole / "log.json").read_text())
+        assert losses["mood"][pole]["final_loss"] == rec["final_eval_loss"]
+        assert losses["mood"][pole]["base_loss"] == next(e["eval_loss"] for e in rec["log"] if "eval_loss" in e)
+    with pytest.raises(ClmError, match="no finished poles"):
+        tune.held_out_losses(tmp_path)
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"p{i}"}) + "\n" for i in range(6)))
+    assert tune.dev_prompts(prompts, 3) == ["p3", "p4", "p5"]
+    with pytest.raises(ClmError, match="overlap"):
+        tune.dev_prompts(prompts, 4)
+
+    im = clm.InterpolatedModel(*pico, clm.Endpoints.load(trained / "endpoints"))
+    scorer = lambda texts: [len(t) % 7 / 7 for t in texts]  # noqa: E731 - any deterministic score
+    res = tune.dev_control(
+        im, ["mood"], ["Once", "It was"], {"mood": scorer}, samples=2, max_new_tokens=6, out_dir=tmp_path
+    )["mood"]
+    table = clm.sweep.read_table(tmp_path / "dev_control.parquet")
+    assert len(table) == 3 * 2 * 2  # base, α = 0, α = 1 x 2 prompts x 2 samples
+    for a in (0.0, 1.0):
+        texts = table[table.alpha_mood == a].continuation.fillna("").tolist()
+        scored = [scorer([t])[0] for t in texts if t.strip()]
+        assert res["by_alpha"][a] == pytest.approx(sum(scored) / len(scored))
+        assert res["empty_by_alpha"][a] == sum(not t.strip() for t in texts) / len(texts)
+    assert res["range"] == res["by_alpha"][1.0] - res["by_alpha"][0.0]
+
+    sel = tmp_path / "selection.json"
+    sel.write_text(json.dumps({"candidates": {"x": {"held_out": losses, "dev_control": {"mood": res}}}, "choice": "x"}))
+    out = release.ship(trained, sel, tmp_path / "shipped")
+    assert clm.Endpoints.load(out).attributes == ["mood"]
+    text = (out / "README.md").read_text()
+    for pole in ("sad", "glad"):
+        rec = json.loads((out / "mood" / ("low" if pole == "sad" else "high") / "clm_adapter.json").read_text())
+        assert rec["data"]["file_sha256"] in text
+    assert "research use only" in text and "Chosen: **x**" in text
