@@ -81,7 +81,9 @@ class Config:
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         self.root = Path(self.root).resolve()
-        self.run_dir = Path(self.run_dir or self.root / "runs" / self.preset).resolve()
+        # abspath, not resolve: a run dir that is a symlink (e.g. runs/cpu -> a cache disk) keeps
+        # its repository-relative name in the committed notebooks' parameters
+        self.run_dir = Path(os.path.abspath(self.run_dir or self.root / "runs" / self.preset))
         self.out_dir = Path(self.out_dir or self.root / "notebooks").resolve()
         self.timeout = self.timeout or TIMEOUTS[self.preset]
 

@@ -35,8 +35,8 @@
 #   base model's fingerprint, the config, the sha256 of the data and the loss curve.
 #
 # Run time: `tiny` trains pico adapters in seconds. `cpu` reuses the shipped SmolLM2-135M
-# endpoints when they exist (set `reuse_endpoints = False` to retrain: about 5-10 minutes per
-# pole on 2 CPU cores, ~1.5 hours for all five attributes); `gpu` trains with the paper's recipe.
+# endpoints when they exist (set `reuse_endpoints = False` to retrain: about 4 minutes per
+# pole on 2 CPU cores, ~40 minutes for all five attributes); `gpu` trains with the paper's recipe.
 
 # %% tags=["parameters"]
 preset = "cpu"  # scale: tiny, cpu or gpu

@@ -89,6 +89,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 import transformers
+from IPython.display import Markdown, display
 
 import clm.book
 from clm import bench
@@ -122,21 +123,27 @@ print(P.describe())
 # %%
 out_dir = P.run_dir / "bench"
 if tiny:  # seconds: the pico model, 2 attributes of rank 4, batches 1 and 2
-    kw = dict(model="pico", attributes=2, rank=4, batches=(1, 2), new_tokens=new_tokens, repeats=repeats, latency_models=())
+    kw = dict(
+        model="pico", attributes=2, rank=4, batches=(1, 2), new_tokens=new_tokens, repeats=repeats, latency_models=()
+    )
 elif rerun_benchmark:
     kw = dict(model=P.model, new_tokens=new_tokens, repeats=repeats, memory=True, latency_models=("pico",))
 if tiny or rerun_benchmark:
     res = bench.run(**kw, progress=False)
     res["command"] = f"clm.bench.run(**{kw!r})"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{'gpu' if gpu else 'cpu'}-{res['config']['model'].replace('/', '_')}.json").write_text(json.dumps(res, indent=1))
+    (out_dir / f"{'gpu' if gpu else 'cpu'}-{res['config']['model'].replace('/', '_')}.json").write_text(
+        json.dumps(res, indent=1)
+    )
 else:
     res = json.loads(SAVED.read_text())
 runs = {bench.label(res["machine"]): res}
 m = res["machine"]
 print(f"measured on: {bench.label(m)}; torch {m['torch']}; {m['date']}")
-print(f"model: {res['config']['model']} ({res['config']['params'] / 1e6:.0f}M parameters, {res['config']['dtype']}); "
-      f"{res['config']['endpoints']} endpoints of rank {res['config']['rank']}; {res['config']['new_tokens']} new tokens")
+print(
+    f"model: {res['config']['model']} ({res['config']['params'] / 1e6:.0f}M parameters, {res['config']['dtype']}); "
+    f"{res['config']['endpoints']} endpoints of rank {res['config']['rank']}; {res['config']['new_tokens']} new tokens"
+)
 print(f"command: {res['command']}")
 if res.get("note"):
     print(f"note: {res['note']}")
@@ -149,8 +156,14 @@ if res.get("note"):
 # %%
 if gpu and large_model and not tiny:
     big_dir = bench.build_random_model(P.run_dir / "models" / "llama-1.1b-random")
-    kw_big = dict(model=str(big_dir), dtype="bfloat16", new_tokens=new_tokens, repeats=repeats,
-                  latency_models=("pico", "smollm2-135m"), memory=True)
+    kw_big = dict(
+        model=str(big_dir),
+        dtype="bfloat16",
+        new_tokens=new_tokens,
+        repeats=repeats,
+        latency_models=("pico", "smollm2-135m"),
+        memory=True,
+    )
     big = bench.run(**kw_big, progress=False)
     big["command"] = f"clm.bench.run(**{kw_big!r})"
     big["config"]["model"] = "llama-1.1b (random, from a config)"
@@ -169,6 +182,7 @@ else:
 # the same greedy tokens (DExperts mixes outputs, not weights, and its endpoint models here are
 # stand-ins, so it is not compared).
 
+
 # %%
 def table(r: dict) -> pd.DataFrame:
     df = pd.DataFrame(r["rows"])
@@ -184,7 +198,10 @@ print(f"bound = {base_mb:.3g} MiB / ({base_mb:.3g} + {ad_mb:.3g}) MiB = {res['si
 df.pivot_table(index="method", columns="scenario", values="tokens_per_s", sort=False).round(1)
 
 # %%
-df.pivot_table(index="method", columns="scenario", values=["ratio_to_base", "ratio_to_bound", "same_tokens_as_fused"], sort=False).round(3)
+df.pivot_table(
+    index="method", columns="scenario", values=["ratio_to_base", "ratio_to_bound", "same_tokens_as_fused"], sort=False
+).round(3)
+
 
 # %%
 def speed_figure(d: pd.DataFrame, r: dict, label: str) -> None:
@@ -194,11 +211,19 @@ def speed_figure(d: pd.DataFrame, r: dict, label: str) -> None:
     for i, sc in enumerate(d["scenario"].unique()):  # the fused path's bound, per scenario
         base = d[(d.scenario == sc) & (d.method == bench.LABELS["base"])]["tokens_per_s"]
         if len(base):
-            axes[0].hlines(float(base.iloc[0]) * r["sizes"]["bound"], i - 0.45, i + 0.45, colors="k", linestyles="--", lw=1)
+            axes[0].hlines(
+                float(base.iloc[0]) * r["sizes"]["bound"], i - 0.45, i + 0.45, colors="k", linestyles="--", lw=1
+            )
     handles, labels = axes[0].get_legend_handles_labels()
     axes[0].get_legend().remove()
-    sns.barplot(d[d.method != bench.LABELS["base"]], x="scenario", y="ratio_to_base", hue="method", ax=axes[1],
-                palette=sns.color_palette()[1 : d.method.nunique()])
+    sns.barplot(
+        d[d.method != bench.LABELS["base"]],
+        x="scenario",
+        y="ratio_to_base",
+        hue="method",
+        ax=axes[1],
+        palette=sns.color_palette()[1 : d.method.nunique()],
+    )
     axes[1].axhline(1, color="grey", lw=1)
     axes[1].axhline(r["sizes"]["bound"], color="k", ls="--", lw=1, label="bound (fused)")
     axes[1].axhline(0.9 * r["sizes"]["bound"], color="k", ls=":", lw=1, label="90% of bound")
@@ -206,9 +231,18 @@ def speed_figure(d: pd.DataFrame, r: dict, label: str) -> None:
     h2, l2 = axes[1].get_legend_handles_labels()
     axes[1].get_legend().remove()
     extra = [(h, lab) for h, lab in zip(h2, l2) if lab not in labels]
-    fig.legend(handles + [h for h, _ in extra], labels + [lab for _, lab in extra], loc="center left",
-               bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    fig.suptitle(f"{r['config']['model']}, {r['config']['endpoints']} endpoints of rank {r['config']['rank']} - measured on {label}", fontsize=10)
+    fig.legend(
+        handles + [h for h, _ in extra],
+        labels + [lab for _, lab in extra],
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.suptitle(
+        f"{r['config']['model']}, {r['config']['endpoints']} endpoints of rank {r['config']['rank']} - measured on {label}",
+        fontsize=10,
+    )
     fig.tight_layout()
     plt.show()
 
@@ -234,11 +268,17 @@ amortized = {}
 if merge_s is not None:
     for r in res["rows"]:
         if r["method"] == "merged":
-            base = next(b for b in res["rows"] if b["method"] == "base" and b["batch"] == r["batch"] and b["settings"] == "shared")
+            base = next(
+                b
+                for b in res["rows"]
+                if b["method"] == "base" and b["batch"] == r["batch"] and b["settings"] == "shared"
+            )
             steady = r["batch"] * res["config"]["new_tokens"] / max(r["seconds"] - merge_s, 1e-9)
             amortized[r["batch"]] = steady / base["tokens_per_s"]
-            print(f"batch {r['batch']}: merged job {r['seconds']:.2f} s, of which merge + restore {merge_s:.2f} s "
-                  f"({merge_s / r['seconds']:.0%}); without it: {amortized[r['batch']]:.2f}x the base")
+            print(
+                f"batch {r['batch']}: merged job {r['seconds']:.2f} s, of which merge + restore {merge_s:.2f} s "
+                f"({merge_s / r['seconds']:.0%}); without it: {amortized[r['batch']]:.2f}x the base"
+            )
 
 # %% [markdown]
 # ## Changing a setting
@@ -249,13 +289,18 @@ if merge_s is not None:
 # alternatives rewrite weights: PEFT sets `scaling` in every LoRA layer, PEFT cat rebuilds an
 # adapter of rank 320, and a merge computes ΔW and later copies W0 back.
 
+
 # %%
 def latency_frame(r: dict) -> pd.DataFrame:
     rows = []
     for name, lat in r.get("set_weights_latency", {}).items():
         rows.append((f"clm set_weights ({name})", lat["set_weights_s"]))
         rows.append((f"clm set + refresh ({name}, {lat['modules']} modules)", lat["set_and_refresh_s"]))
-    names = {"merged": "clm merge + restore", "peft-multi": "PEFT: set scaling of every adapter", "peft-cat": "PEFT cat: rebuild"}
+    names = {
+        "merged": "clm merge + restore",
+        "peft-multi": "PEFT: set scaling of every adapter",
+        "peft-cat": "PEFT cat: rebuild",
+    }
     rows += [(names[k], v) for k, v in r.get("change_latency_s", {}).items()]
     return pd.DataFrame(rows, columns=["how", "seconds"])
 
@@ -304,45 +349,112 @@ for label, r in runs.items():
 # %%
 tg = pd.DataFrame(bench.targets(res))
 tg["measured"] = tg["measured"].astype(float).round(3)
-print(f"measured on {bench.label(res['machine'])}; planner: " + "; ".join(f"batch {k}: {v['mode']} ({v['reason']})" for k, v in res["planner"].items()))
+print(
+    f"measured on {bench.label(res['machine'])}; planner: "
+    + "; ".join(f"batch {k}: {v['mode']} ({v['reason']})" for k, v in res["planner"].items())
+)
 tg
 
 # %% [markdown]
-# **What it means.** Read every number together with the machine it names. The saved run
-# (`cpu`) measured the embedded default with 10 endpoints of rank 32 on a 2-core AMD EPYC
-# virtual machine shared with other jobs, torch on one thread, 16 new tokens, medians of 3
-# rounds (1 for the paper's loop and DExperts); repeats of one job varied by up to ±30%.
-#
-# * **Distinct settings on every row cost what the bound says.** At batch 8 the fused path ran at
-#   0.81× the base model, 1.03× the bound of 0.785: within the noise of the bound, so the target
-#   (≥ 90% of it) is met. PEFT, with or without `cat`, has to run such a batch row by row and was
-#   5.9× slower; DExperts-style mixing runs 11 forward passes per token and was 13× slower.
-# * **One shared setting: the target is not met on this CPU for 16-token jobs.** The fused path
-#   ran at 0.78× (batch 1) and 0.76× (batch 8) of the base, again at the bound. Merging restores
-#   the base's speed per step, but computing ΔW for 120 modules at rank 320 (about 17 GFLOP) and
-#   restoring the weights took about 0.5 s on this CPU, 14% of a 16-token batch-8 job: merged jobs
-#   ran at 0.80-0.84× the base. Without that one-off price the merged model runs at the base's
-#   speed (the derived numbers above), which is what a sweep with many batches at one setting
-#   gets inside one `im.merged(w)`. The planner chose fused at batch 1 and merged at batch 8,
-#   consistent with the measurements: at batch 1 the two were within noise, at batch 8 merged
-#   was about 10% faster.
-# * **Changing a setting takes microseconds and does not grow with the model.** `set_weights`
-#   took 35 µs on the pico model and on the embedded default alike, and 0.37 ms including the
-#   refresh of all 120 wrapped modules; PEFT needs 40 ms to rewrite every layer's scaling, 0.7 s to
-#   rebuild a `cat` adapter, and a merge 0.5 s.
-# * **Against PEFT with the 10 adapters active, at batch 8**: 5.9× faster with distinct settings,
-#   but only 1.14× with one shared setting, short of the 2× target. On this CPU compute, not
-#   kernel launches, dominates, so PEFT's ten small products per module cost little more than
-#   our two larger ones; on a GPU, where each of PEFT's 4 800 extra kernels per step costs
-#   microseconds of launch time, the gap should be wider (not measured here).
-# * **The paper's released loop**, a full forward pass per new token without a KV cache, ran at
-#   0.37× the base at batch 1 and 0.18× at batch 8 for only 16 new tokens; its cost grows with
-#   the square of the text length.
-#
-# Is this CPU bandwidth- or compute-bound? At batch 1 the base model read about 5 GB/s of
-# weights and did about 2.6 GFLOP/s on one shared thread: probably some of both. The bound does
-# not depend on which: the fused path's extra FLOPs per token, like its extra bytes, are
-# R·(d_in + d_out) per module relative to d_in·d_out.
+# **What it means.** The summary below is written by the next cell from the numbers of the run
+# above (`res`), so it always describes the measurement shown. Read every number together with
+# the machine it names: on a 2-core virtual machine shared with other jobs, repeats of one job
+# varied by up to ±30%.
+
+# %%
+by = {(r["method"], r["batch"], r["settings"]): r for r in res["rows"]}
+big, small = max(r["batch"] for r in res["rows"]), min(r["batch"] for r in res["rows"])
+met = {t["target"]: t["met"] for t in bench.targets(res)}
+
+
+def tps(method, batch, settings):
+    r = by.get((method, batch, settings))
+    return r["tokens_per_s"] if r else float("nan")
+
+
+def times(a, b):
+    return f"{a / b:.2g}×"
+
+
+cfg = res["config"]
+lines = [
+    f"Measured on {bench.label(res['machine'])}: {cfg['model']} with {cfg['endpoints']} endpoints of rank "
+    f"{cfg['rank']}, {cfg['new_tokens']} new tokens, medians of {cfg['repeats']} rounds "
+    f"({cfg['slow_repeats']} for the paper's loop and DExperts).",
+    "",
+]
+d = by.get(("fused", big, "distinct"))
+if d:
+    ok = met.get(f"distinct settings, batch {big}: fused / bound")
+    lines.append(
+        f"* **Distinct settings on every row.** At batch {big} the fused path ran at {d['ratio_to_base']:.2f}× the "
+        f"base model, {d['ratio_to_bound']:.2f}× the bound of {res['sizes']['bound']:.3f}: the target (≥ 90% of "
+        f"the bound) is {'met' if ok else 'not met'}. PEFT has to run such a batch row by row: "
+        f"{times(tps('fused', big, 'distinct'), tps('peft-multi', big, 'distinct'))} slower with its adapters "
+        f"active, {times(tps('fused', big, 'distinct'), tps('peft-cat', big, 'distinct'))} with `cat`; "
+        f"DExperts-style mixing ({2 * cfg['attributes'] + 1} forward passes per token) was "
+        f"{times(tps('fused', big, 'distinct'), tps('dexperts', big, 'distinct'))} slower."
+    )
+shared = []
+for n in sorted({r["batch"] for r in res["rows"]}):
+    mode = res.get("planner", {}).get(str(n), {}).get("mode", "fused")
+    r = by.get((mode, n, "shared"))
+    f, m = by.get(("fused", n, "shared")), by.get(("merged", n, "shared"))
+    if r:
+        shared.append(
+            f"batch {n}: the planner chose {mode}, {r['ratio_to_base']:.2f}× the base"
+            + (f" (fused {f['ratio_to_base']:.2f}×, merged {m['ratio_to_base']:.2f}×)" if f and m else "")
+        )
+ok_shared = [v for k, v in met.items() if k.startswith("one shared setting")]
+lines.append(
+    f"* **One shared setting** (target ≥ 0.95× the base: {'met' if ok_shared and all(ok_shared) else 'not met'}): "
+    + "; ".join(shared)
+    + "."
+    + (
+        f" Merging restores the base's speed per step, but computing ΔW and restoring the weights took "
+        f"{merge_s:.2f} s here, a one-off price inside a short job; without it the merged model ran at "
+        + ", ".join(f"{v:.2f}× (batch {k})" for k, v in amortized.items())
+        + " the base, which is what a sweep with many batches at one setting gets inside one `im.merged(w)`."
+        if merge_s is not None and amortized
+        else ""
+    )
+)
+lat = res.get("set_weights_latency", {})
+if lat:
+    lines.append(
+        "* **Changing a setting** (target < 1 ms, independent of model size): `set_weights` took "
+        + ", ".join(f"{v['set_weights_s'] * 1e6:.0f} µs on {k}" for k, v in lat.items())
+        + "; with the refresh of every wrapped module "
+        + ", ".join(f"{v['set_and_refresh_s'] * 1e3:.2f} ms ({v['modules']} modules, {k})" for k, v in lat.items())
+        + ". The alternatives rewrite weights: "
+        + ", ".join(f"{bench.LABELS.get(k, k)} {v:.3g} s" for k, v in res.get("change_latency_s", {}).items())
+        + "."
+    )
+ratios = {k: tps("fused", big, k) / tps("peft-multi", big, k) for k in ("shared", "distinct")}
+lines.append(
+    f"* **Against PEFT with the {cfg['endpoints']} adapters active, at batch {big}** (target ≥ 2×): "
+    f"{ratios['distinct']:.2g}× with distinct settings, {ratios['shared']:.2g}× with one shared setting. "
+    "With one shared setting PEFT runs one batch too, so the gap is only the cost of its many small "
+    "products against our two larger ones: small where compute dominates (a CPU), larger where each "
+    "small product costs a kernel launch (a GPU)."
+)
+if ("paper", small, "shared") in by:
+    lines.append(
+        f"* **The paper's released loop**, a full forward pass per new token without a KV cache, ran at "
+        f"{by[('paper', small, 'shared')]['ratio_to_base']:.2f}× the base at batch {small}"
+        + (
+            f" and {by[('paper', big, 'shared')]['ratio_to_base']:.2f}× at batch {big}"
+            if ("paper", big, "shared") in by
+            else ""
+        )
+        + f" for only {cfg['new_tokens']} new tokens; its cost grows with the square of the text length."
+    )
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# The bound does not depend on whether a machine is bandwidth- or compute-bound: the fused
+# path's extra FLOPs per token, like its extra bytes, are R·(d_in + d_out) per module relative to
+# d_in·d_out.
 
 # %%
 rows = {f"{r['method']}|{r['batch']}|{r['settings']}": round(r["tokens_per_s"], 3) for r in res["rows"]}
