@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .config import PRESETS, TrainConfig
 from .errors import ClmError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -47,6 +48,11 @@ def readme(ends_dir: Path, selection: dict[str, Any] | None) -> str:
     }
     first = next(iter(recs.values()))
     cfg = {k: v for k, v in first["config"].items() if k != "attributes"}
+    note, same = cfg.get("note", ""), False
+    if cfg.get("preset") in PRESETS:  # adapters trained while a preset's note was being written keep the old
+        preset = TrainConfig.from_preset(cfg["preset"]).to_dict()
+        same = all(preset.get(k) == v for k, v in cfg.items() if k != "note")
+        note = preset["note"] if same else note
     lines = [
         f"# Shipped endpoints for `{manifest['base']['id']}`",
         "",
@@ -60,7 +66,9 @@ def readme(ends_dir: Path, selection: dict[str, Any] | None) -> str:
         "",
         "## Config",
         "",
-        "The same for every pole (`config_sha256` differs only by the attribute list). Re-create with",
+        "The same for every pole (`config_sha256` differs only by the attribute list)"
+        + (f", and equal to the `{cfg['preset']}` preset of `clm.config`" if same else "")
+        + ". Re-create with",
         "",
         "```",
         f"python -m clm.cli_train --preset {cfg.get('preset')} --run-dir runs/ref",
@@ -70,7 +78,7 @@ def readme(ends_dir: Path, selection: dict[str, Any] | None) -> str:
         *(f"{k}: {json.dumps(v)}" for k, v in cfg.items() if k != "note"),
         "```",
         "",
-        f"Why these values: {cfg.get('note', '')}",
+        f"Why these values: {note}",
         "",
         "## Per pole",
         "",
@@ -116,6 +124,8 @@ def readme(ends_dir: Path, selection: dict[str, Any] | None) -> str:
                 )
                 score = f"{ctl['base']:.3f} / " + " / ".join(f"{v:.3f}" for v in ctl["by_alpha"].values())
                 lines.append(f"| {name} | {a} | {losses} | {ppl} | {score} | {ctl['range']:+.3f} |")
+        if selection.get("rule"):
+            lines += ["", selection["rule"]]
         if selection.get("choice"):
             lines += ["", f"Chosen: **{selection['choice']}**. {selection.get('reason', '')}"]
     return "\n".join(lines) + "\n"
