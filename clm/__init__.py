@@ -11,6 +11,7 @@ Heavy modules (torch, transformers) load on first use, so ``import clm`` stays f
 
 from __future__ import annotations
 
+import logging
 from importlib import import_module
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,11 @@ from .errors import ClmError, ConfigError, DataError, EndpointsError, ModelError
 from .weights import Weights
 
 __version__ = "0.1.0"
+
+# bitsandbytes (imported by PEFT) warns on every import on a CPU with AVX512-BF16 that the optional
+# hub kernel package `kernels` is missing; its own CPU NF4 kernels run without it (and no machine
+# of this project reaches the hub), so the note is only noise in every notebook's output.
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda r: "kernels-community" not in r.getMessage())
 
 _LAZY = {
     "load_base": "clm.models",

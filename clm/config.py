@@ -354,7 +354,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         preset="cpu",
         note=(
             "2 CPU cores train SmolLM2-135M with LoRA at about 200-270 tokens/s with a bfloat16 base "
-            "(1.5x fp32's rate; the adapters stay fp32 and are applied to the fp32 base), so each pole "
+            "(1.5x fp32's rate; no NF4, whose de-quantization is slower on a CPU; the adapters stay "
+            "fp32 and are applied to the fp32 base), so each pole "
             "gets a fixed budget instead of the paper's epochs: 60 steps x 8 blocks x 128 tokens "
             "(~61k tokens, ~1.2 epochs of 3,000 texts, ~4 min). r = 8 (not 32) keeps the 10 fp32 "
             "adapters at 37 MB, under the repository's 50 MB with the scorer heads; alpha = 2r "

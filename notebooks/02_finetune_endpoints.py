@@ -195,7 +195,7 @@ if sel_path.is_file():
                 {
                     "candidate": cand,
                     "attribute": attr,
-                    "lr": c["config"].get("learning_rate"),
+                    "lr": f"{c['config'].get('learning_rate'):g}",
                     "separator": repr(c["config"].get("separator", "eos")),
                     "held-out loss (mean of poles)": sum(v["final_loss"] for v in c["held_out"][attr].values()) / 2,
                     "empty continuations α=0/1": "/".join(f"{v:.0%}" for v in ctl.get("empty_by_alpha", {}).values()),
