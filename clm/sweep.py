@@ -274,8 +274,11 @@ def wikitext_perplexity(im: Any, path: str | os.PathLike, **kwargs: Any) -> Call
         return sliding_window_perplexity(im, text=text[0], weights=weights, progress=False, **kwargs).ppl
 
     # What a stored value depends on besides the weights: perplexity_table reuses only matches.
+    # The text is named by its content, not its path, so tables measured on one machine are
+    # reused on another that keeps the same file elsewhere.
+    text_sha256 = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     perplexity.context = json.dumps(
-        {"endpoints": _endpoints_digest(im), "path": str(Path(path).resolve()), "kwargs": kwargs}, sort_keys=True, default=str
+        {"endpoints": _endpoints_digest(im), "text_sha256": text_sha256, "kwargs": kwargs}, sort_keys=True, default=str
     )
     return perplexity
 
@@ -575,7 +578,8 @@ def perplexity_table(
             known[key] = float(perplexity(s.weights))
             if out is not None:
                 _write_table(
-                    pd.DataFrame({"weights": list(known), "wikitext_ppl": list(known.values()), "context": context}), out
+                    pd.DataFrame({"weights": list(known), "wikitext_ppl": list(known.values()), "context": context}),
+                    out,
                 )
         rows.append({**setting_columns(s, attributes), "wikitext_ppl": known[key], "context": context})
     table = pd.DataFrame.from_records(rows).drop_duplicates("weights", ignore_index=True)

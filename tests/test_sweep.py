@@ -271,6 +271,12 @@ def test_wikitext_perplexity_context_names_endpoints_and_settings(im, tmp_path):
     a = sweep.wikitext_perplexity(im, f, window=64, stride=32)
     b = sweep.wikitext_perplexity(im, f, window=32, stride=16)
     assert a.context != b.context and "window" in a.context
+    moved = tmp_path / "elsewhere" / "w.txt"
+    moved.parent.mkdir()
+    moved.write_text("a b c\n")
+    assert sweep.wikitext_perplexity(im, moved, window=64, stride=32).context == a.context  # content, not path
+    moved.write_text("a b d\n")
+    assert sweep.wikitext_perplexity(im, moved, window=64, stride=32).context != a.context
 
 
 def test_bad_input_fails_before_any_work(im, tmp_path, monkeypatch):
