@@ -19,10 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .book import ASSETS
 from .config import PRESETS, TrainConfig
 from .errors import ClmError
+from .tune import held_out_losses
 
-ASSETS = Path(__file__).resolve().parent / "assets"
 LIMIT_MB = 50.0  # endpoints + scorer heads in the repository
 
 LICENCES = {  # from ../shared/data/README.md
@@ -85,13 +86,13 @@ def readme(ends_dir: Path, selection: dict[str, Any] | None) -> str:
         "| attribute | pole | data file | file sha256 | texts | tokens | steps | held-out loss (base → final) |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    losses = held_out_losses(ends_dir)
     for (a, _pole), r in recs.items():
-        d = r["data"]
-        evals = [e for e in r.get("log", []) if "eval_loss" in e]
-        base = evals[0]["eval_loss"] if evals and evals[0].get("step", 0) == 0 else float("nan")
+        d, loss = r["data"], losses[a][r["pole_name"]]
+        base = float("nan") if loss["base_loss"] is None else loss["base_loss"]
         lines.append(
             f"| {a} | {r['pole_name']} | `{d['source']}` | `{d['file_sha256']}` | {d['n_texts']:,} | "
-            f"{d['n_tokens']:,} | {r['steps']} | {base:.3f} → {r['final_eval_loss']:.3f} |"
+            f"{d['n_tokens']:,} | {loss['steps']} | {base:.3f} → {loss['final_loss']:.3f} |"
         )
     lines += ["", "## Data provenance and licences", ""]
     lines += [f"- **{a}**: {LICENCES.get(a, 'see ../shared/data/README.md')}" for a in manifest["attributes"]]

@@ -33,7 +33,15 @@ from typing import Any
 
 from .config import TrainConfig
 from .errors import ConfigError, DataError, EndpointsError
-from .train_data import PoleData, _Blocks, _check_work, check_targets, load_pole, read_pole_texts  # noqa: F401
+from .train_data import (  # noqa: F401
+    PoleData,
+    _Blocks,
+    _check_work,
+    check_targets,
+    load_pole,
+    read_pole_texts,
+    separator_ids,
+)
 
 POLES = ("low", "high")
 _LOG_KEYS = ("step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm")
@@ -284,8 +292,7 @@ def _train_endpoints(config, run_dir, endpoints_dir, attributes, progress, callb
             f"endpoints {str(ends_path)!r} are for base {ends.base_id!r}, not {base.id!r} (fingerprints differ)"
         )
     check_targets(config, base.modules, base.id)
-    if tok.eos_token_id is None and config.separator == "eos":
-        raise ConfigError(f"the tokenizer of {base.id!r} has no EOS token to join texts with; set separator")
+    separator_ids(config, tok)  # fails now, before any work, if the tokenizer cannot join texts
     for a in todo:
         for p in POLES:
             _check_work(config, a.name, p, work / a.name / getattr(a, p).name)

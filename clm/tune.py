@@ -50,13 +50,14 @@ def dev_prompts(path: str | os.PathLike, n: int = DEV_PROMPTS) -> list[str]:
     return texts[-n:]
 
 
-def held_out_losses(run_dir: str | os.PathLike, attributes: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+def held_out_losses(path: str | os.PathLike, attributes: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Per attribute and pole: the base model's held-out loss (step 0), the final one, the steps
-    and the training throughput, read from ``<run_dir>/train/<attribute>/<pole>/log.json``."""
-    root = Path(run_dir) / "train"
+    and the training throughput, from the training logs of a run dir or an endpoints dir
+    (:func:`clm.train.read_logs`)."""
+    from .train import read_logs
+
     out: dict[str, dict[str, Any]] = {}
-    for log in sorted(root.glob("*/*/log.json")):
-        rec = json.loads(log.read_text())
+    for rec in read_logs(path):
         attr = rec["attribute"]
         if attributes is not None and attr not in attributes:
             continue
@@ -66,10 +67,10 @@ def held_out_losses(run_dir: str | os.PathLike, attributes: Sequence[str] | None
             final_loss=rec["final_eval_loss"],
             eval_curve=[(e.get("step"), round(e["eval_loss"], 4)) for e in evals],
             steps=rec["steps"],
-            tokens_per_second=rec["tokens_per_second"],
+            tokens_per_second=rec.get("tokens_per_second"),
         )
     if not out:
-        raise ClmError(f"no finished poles under {str(root)!r}")
+        raise ClmError(f"no finished poles under {str(path)!r}")
     return out
 
 
