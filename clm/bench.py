@@ -16,6 +16,8 @@ Methods:
     base        the base model without adapters: the limit.
     fused       clm's fused path (per-row settings in one batch).
     merged      clm's merge planner forced on (one shared setting; merge + restore timed per job).
+                Its row ``merged-held`` times the same jobs' generation alone, inside the merge:
+                what jobs that reuse one merge (a sweep's batches at one setting) run at.
     peft-multi  PEFT with all endpoints active, each adapter's ``scaling`` set to c_k·s_k.
     peft-cat    PEFT ``add_weighted_adapter(combination_type="cat")`` rebuilt per setting.
     paper       the released code's approach: PEFT adapters active with the coefficients folded
@@ -44,18 +46,26 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import Weights
+from .bench_methods import (
+    TARGETS,
+    Bench,
+    _probe,
+    build_random_model,
+    peak_memory,
+    prompt_ids,
+    random_endpoints,
+    settings,
+    timed,
+)
 
-TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+__all__ = ["TARGETS", "METHODS", "LABELS", "run", "targets", "label", "machine", "build_random_model"]
 METHODS = ("base", "fused", "merged", "peft-multi", "peft-cat", "paper", "dexperts")
-TEXT = "Once upon a time in a small village by the sea, there lived an old fisherman who told stories every night to the children of the town"
 
 
 def machine() -> dict[str, Any]:
@@ -79,6 +89,8 @@ def machine() -> dict[str, Any]:
         python=platform.python_version(),
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        # other work on the machine (1, 5 and 15 minute averages): a busy CPU slows every method
+        load_average=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     )
     info["label"] = label(info)
     return info
@@ -89,219 +101,6 @@ def label(info: dict[str, Any]) -> str:
     if info.get("gpu"):
         return f"{info['gpu']} (GPU)"
     return f"{info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch thread{'s' if info['torch_threads'] != 1 else ''} (CPU)"
-
-
-def random_endpoints(model, tokenizer, out: Path, attributes: int = 5, rank: int = 32, seed: int = 0):
-    """2·attributes random non-zero PEFT adapters on ``model``, saved as clm endpoints at ``out``."""
-    from peft import LoraConfig, get_peft_model
-
-    import clm
-
-    torch.manual_seed(seed)
-    cfg = LoraConfig(
-        r=rank, lora_alpha=2 * rank, target_modules=list(TARGETS), init_lora_weights=False, lora_dropout=0.0
-    )
-    peft_model = get_peft_model(model, cfg)
-    ends = clm.Endpoints.create(out, base=model)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent))
-    for a in range(attributes):
-        dirs = []
-        for pole in ("low", "high"):
-            with torch.no_grad():
-                for name, p in peft_model.named_parameters():
-                    if "lora_" in name:
-                        p.normal_(0, 0.02 if "lora_A" in name else 0.05)  # (r, d_in) / (d_out, r)
-            d = tmp / f"a{a}-{pole}"
-            peft_model.save_pretrained(d)
-            dirs.append(d)
-        ends.add(f"attr{a}", low=dirs[0], high=dirs[1])
-    peft_model.unload()  # the model is the plain base again
-    return clm.Endpoints.load(out)
-
-
-def settings(attributes: list[str], rows: int, distinct: bool) -> list[Weights]:
-    """One setting per row; every endpoint live (0 < α < 1, λ = 1/A)."""
-    lam = {a: 1.0 / len(attributes) for a in attributes}
-    out = []
-    for i in range(rows):
-        t = (i + 1) / (rows + 1) if distinct else 0.5
-        out.append(
-            Weights({a: round(0.15 + 0.7 * ((t + 0.13 * j) % 1.0), 4) for j, a in enumerate(attributes)}, lam=lam)
-        )
-    return out
-
-
-def prompt_ids(tokenizer, rows: int, length: int) -> torch.Tensor:
-    """(rows, length) token ids: equal lengths, so no padding; each row a different window."""
-    ids = tokenizer(TEXT * 4, return_tensors="pt")["input_ids"][0]
-    return torch.stack([ids[i : i + length] for i in range(rows)])  # (rows, length)
-
-
-@torch.no_grad()
-def greedy(forward: Callable, ids: torch.Tensor, new_tokens: int, cache: bool = True) -> torch.Tensor:
-    """Greedy decoding with a KV cache (or, cache=False, a full forward pass per new token).
-
-    ``forward(input_ids, past) -> (logits (N, T, V), past)``. Returns (N, new_tokens) ids.
-    """
-    out, past, seq = [], None, ids
-    step_in = ids
-    for _ in range(new_tokens):
-        logits, past = forward(step_in if cache else seq, past if cache else None)
-        nxt = logits[:, -1].argmax(-1, keepdim=True)  # (N, 1)
-        out.append(nxt)
-        seq = torch.cat([seq, nxt], 1)
-        step_in = nxt
-    return torch.cat(out, 1)  # (N, new_tokens)
-
-
-def model_forward(model) -> Callable:
-    def forward(ids, past):
-        o = model(input_ids=ids, past_key_values=past, use_cache=True)
-        return o.logits, o.past_key_values
-
-    return forward
-
-
-def nocache_forward(model) -> Callable:
-    return lambda ids, past: (model(input_ids=ids, use_cache=False).logits, None)
-
-
-class Bench:
-    """Holds the models for every method and runs one job per call."""
-
-    def __init__(
-        self,
-        model_name: str,
-        methods: tuple[str, ...],
-        attributes: int,
-        rank: int,
-        dtype: str,
-        workdir: Path,
-        endpoints: Path | None = None,
-    ):
-        from peft import PeftModel
-
-        import clm
-
-        self.methods = methods
-        base, self.tok = clm.load_base(model_name, dtype=dtype)
-        # one method alone (a memory probe) runs on the base model itself: one copy of the weights
-        load = (lambda: base) if len(methods) == 1 else (lambda: clm.load_base(model_name, dtype=dtype)[0])
-        if endpoints is not None:  # reuse (a memory probe)
-            self.ends = clm.Endpoints.load(endpoints)
-        else:
-            self.ends = random_endpoints(base, self.tok, workdir / "endpoints", attributes, rank)
-        self.attrs = self.ends.attributes
-        self.slots = [(a, p) for a in self.attrs for p in ("low", "high")]
-        self.base = base
-        self.device = next(base.parameters()).device
-        if {"fused", "merged"} & set(methods):
-            self.im = clm.InterpolatedModel(load(), self.tok, self.ends, check_base=False)
-        if {"peft-multi", "peft-cat", "paper"} & set(methods):
-            names = [f"{a}_{p}" for a, p in self.slots]
-            pm = PeftModel.from_pretrained(load(), self.ends.adapter_dir(*self.slots[0]), adapter_name=names[0])
-            for n, (a, p) in zip(names[1:], self.slots[1:]):
-                pm.load_adapter(self.ends.adapter_dir(a, p), adapter_name=n)
-            self.pm, self.names = pm.eval(), names
-            self.lora_layers = [mod for mod in pm.modules() if hasattr(mod, "scaling") and hasattr(mod, "lora_A")]
-            self.s0 = [{n: mod.scaling[n] for n in names} for mod in self.lora_layers]
-
-    # ---------------------------------------------------------------- setting changes
-    def coefficients(self, w: Weights) -> list[float]:
-        c = w.coefficients(self.attrs)
-        return [c[a][0 if p == "low" else 1] for a, p in self.slots]
-
-    def peft_scale(self, w: Weights) -> None:
-        """PEFT multi-adapter: all endpoints active, scaling[k] = c_k · s_k in every LoRA layer."""
-        cs = self.coefficients(w)
-        self.pm.base_model.set_adapter(self.names)
-        for mod, s0 in zip(self.lora_layers, self.s0):
-            for n, c in zip(self.names, cs):
-                mod.scaling[n] = c * s0[n]
-
-    def peft_cat(self, w: Weights) -> None:
-        """PEFT cat: rebuild one adapter of rank Σ r_k holding the weighted endpoints."""
-        if "mix" in self.pm.peft_config:
-            with warnings.catch_warnings():  # "Adapter mix was active which is now deleted"
-                warnings.simplefilter("ignore")
-                self.pm.delete_adapter("mix")
-        for mod, s0 in zip(self.lora_layers, self.s0):
-            for n in self.names:
-                mod.scaling[n] = s0[n]
-        self.pm.add_weighted_adapter(self.names, self.coefficients(w), "mix", combination_type="cat")
-        self.pm.set_adapter("mix")
-
-    # ---------------------------------------------------------------- one job
-    def job(self, method: str, ids: torch.Tensor, ws: list[Weights], new_tokens: int) -> torch.Tensor:
-        """Generate greedily for every row at its setting, the way ``method`` can. Returns ids."""
-        distinct = len(set(ws)) > 1
-        if method == "base":
-            return greedy(model_forward(self.base), ids, new_tokens)
-        if method == "fused":
-            self.im.set_weights(ws)
-            return greedy(model_forward(self.im.model), ids, new_tokens)
-        if method == "merged":
-            with self.im.merged(ws):
-                return greedy(model_forward(self.im.model), ids, new_tokens)
-        if method == "dexperts":
-            return self.dexperts(ids, ws, new_tokens)
-        change = {"peft-multi": self.peft_scale, "peft-cat": self.peft_cat, "paper": self.peft_scale}[method]
-        fwd = (nocache_forward if method == "paper" else model_forward)(self.pm)
-        groups = [[i] for i in range(len(ws))] if distinct else [list(range(len(ws)))]
-        outs = []
-        for rows in groups:  # one setting per model: distinct rows go one at a time
-            change(ws[rows[0]])
-            outs.append(greedy(fwd, ids[rows], new_tokens, cache=method != "paper"))
-        return torch.cat(outs, 0)
-
-    @torch.no_grad()
-    def dexperts(self, ids: torch.Tensor, ws: list[Weights], new_tokens: int) -> torch.Tensor:
-        """Per token: the base and every endpoint model run (own KV cache); logits mix per row as
-        base + Σ_k c_k (endpoint_k − base)."""
-        c = torch.tensor([self.coefficients(w) for w in ws], device=self.device)  # (N, K)
-        mix = torch.cat([1 - c.sum(1, keepdim=True), c], 1)[:, :, None]  # (N, 1+K, 1)
-        fwd = model_forward(self.base)
-        pasts: list[Any] = [None] * mix.shape[1]
-        step_in, out = ids, []
-        for _ in range(new_tokens):
-            logits = []
-            for j in range(mix.shape[1]):
-                lg, pasts[j] = fwd(step_in, pasts[j])
-                logits.append(lg[:, -1])  # (N, V)
-            nxt = (mix * torch.stack(logits, 1)).sum(1).argmax(-1, keepdim=True)  # (N, 1)
-            out.append(nxt)
-            step_in = nxt
-        return torch.cat(out, 1)
-
-    # ---------------------------------------------------------------- sizes
-    def bound(self) -> dict[str, float]:
-        """bytes_base / (bytes_base + bytes_adapters) for the fused path with every endpoint live."""
-        seen, base_bytes = set(), 0
-        for p in self.base.parameters():
-            if id(p) not in seen:  # tied embeddings count once
-                seen.add(id(p))
-                base_bytes += p.numel() * p.element_size()
-        elem = next(self.base.parameters()).element_size()
-        adapter_bytes = (
-            sum(f.A.numel() + f.B.numel() for a, p in self.slots for f in self.ends.factors(a, p).values()) * elem
-        )
-        return dict(
-            bytes_base=base_bytes, bytes_adapters=adapter_bytes, bound=base_bytes / (base_bytes + adapter_bytes)
-        )
-
-
-def _sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def timed(fn: Callable, *args: Any) -> tuple[float, Any]:
-    """(seconds, result) of ``fn(*args)``, synchronizing the GPU around it."""
-    _sync()
-    t = time.perf_counter()
-    out = fn(*args)
-    _sync()
-    return time.perf_counter() - t, out
 
 
 def change_latency(im, n: int = 200) -> dict[str, float]:
@@ -382,6 +181,9 @@ def run(
                     if rep >= 0:
                         samples.setdefault((m, n, distinct), []).append(dt)
                         tokens[(m, n, distinct)] = out
+                        if m == "merged":  # the same job's generation alone: a merge reused across jobs
+                            samples.setdefault(("merged-held", n, distinct), []).append(b.held_s)
+                            tokens[("merged-held", n, distinct)] = out
                         if progress:
                             print(
                                 f"[{rep}] {m:10s} batch {n} {'distinct' if distinct else 'shared'}: {n * new_tokens / dt:8.1f} tok/s",
@@ -430,9 +232,15 @@ def run(
         if "fused" in methods:
             from .merge import plan_for
 
+            w1 = settings(b.attrs, 1, False)[0]
             for n in batches:
-                p = plan_for(b.im, settings(b.attrs, 1, False)[0], n, prompt_tokens, new_tokens)
-                plans[str(n)] = dict(mode=p.mode, reason=p.reason)
+                p = plan_for(b.im, w1, n, prompt_tokens, new_tokens)
+                # the shortest job (new tokens, doubling) from which the planner merges
+                merge_from = next(
+                    (t for t in (2**k for k in range(16)) if plan_for(b.im, w1, n, prompt_tokens, t).mode == "merged"),
+                    None,
+                )
+                plans[str(n)] = dict(mode=p.mode, reason=p.reason, merges_from_new_tokens=merge_from)
         config = dict(
             model=model,
             params=sum(p.numel() for p in b.base.parameters()),
@@ -469,58 +277,15 @@ def run(
                 "cuda max_memory_allocated" if torch.cuda.is_available() else "max RSS of the whole process"
             )
     out["wall_s"] = time.time() - t0
+    out["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return out
-
-
-def peak_memory(method: str, model: str, endpoints: Path, batch: int, new_tokens: int, dtype: str) -> float:
-    """Peak memory (MiB) of one method alone, in a fresh subprocess: max RSS on the CPU (the
-    whole process: Python, torch, model, caches), GPU memory allocated on CUDA."""
-    import subprocess
-
-    args = [
-        sys.executable,
-        "-m",
-        "clm.bench",
-        "--probe",
-        method,
-        "--model",
-        model,
-        "--endpoints",
-        str(endpoints),
-        "--batches",
-        str(batch),
-        "--new-tokens",
-        str(new_tokens),
-        "--dtype",
-        dtype,
-    ]
-    out = subprocess.run(args, capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
-
-
-def _probe(args) -> None:
-    """One job at the largest batch (distinct settings where the method can), then print the
-    peak memory in MiB: GPU memory allocated on CUDA, else the process's max RSS."""
-    import resource
-
-    b = Bench(args.model, (args.probe,), 0, 0, args.dtype, Path("."), endpoints=args.endpoints)
-    n = max(args.batches)
-    b.job(
-        args.probe,
-        prompt_ids(b.tok, n, 16).to(b.device),
-        settings(b.attrs, n, args.probe not in ("merged", "paper")),
-        args.new_tokens,
-    )
-    if torch.cuda.is_available():
-        print(torch.cuda.max_memory_allocated() / 2**20)
-    else:
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 LABELS = {
     "base": "base (no adapters)",
     "fused": "clm fused",
     "merged": "clm merged",
+    "merged-held": "clm merged (merge held)",
     "peft-multi": "PEFT, all adapters active",
     "peft-cat": "PEFT cat, rebuilt",
     "paper": "paper's code (no KV cache)",
@@ -547,15 +312,26 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         ">= 0.90",
         r and r["ratio_to_bound"] >= 0.9,
     )
+    tokens = res.get("config", {}).get("new_tokens")
     for n in sorted({r["batch"] for r in res["rows"]}):
-        mode = res.get("planner", {}).get(str(n), {}).get("mode", "fused")
+        plan = res.get("planner", {}).get(str(n), {})
+        mode = plan.get("mode", "fused")
         r = by.get((mode, n, "shared"))
         add(
-            f"one shared setting, batch {n}: clm ({mode}) / base",
+            f"one shared setting, batch {n}, {tokens}-token jobs: clm ({mode}) / base",
             r and r["ratio_to_base"],
             ">= 0.95",
             r and r["ratio_to_base"] >= 0.95,
         )
+        h = by.get(("merged-held", n, "shared"))
+        if h:
+            add(
+                f"one shared setting, batch {n}, merge held (planned from {plan.get('merges_from_new_tokens')} "
+                "new tokens): clm merged / base",
+                h["ratio_to_base"],
+                ">= 0.95",
+                h["ratio_to_base"] >= 0.95,
+            )
     for model, lat in res.get("set_weights_latency", {}).items():
         t = lat["set_and_refresh_s"]
         add(f"change a setting ({model}, {lat['modules']} modules), ms", t * 1e3, "< 1 ms", t < 1e-3)
@@ -564,28 +340,6 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         v = f["tokens_per_s"] / p["tokens_per_s"] if f and p else None
         add(f"batch {big}, {kind}: fused / PEFT multi-adapter", v, ">= 2", None if v is None else v >= 2)
     return out
-
-
-def build_random_model(out: Path, **config: Any) -> Path:
-    """A Llama built from a config with random weights (for timing only), saved with the pico
-    tokenizer. Defaults give about 1.1B parameters (hidden 2048, 22 layers, GQA 32/4 heads)."""
-    from .models import build_pico
-
-    cfg = (
-        dict(
-            hidden_size=2048,
-            intermediate_size=5632,
-            num_hidden_layers=22,
-            num_attention_heads=32,
-            num_key_value_heads=4,
-            vocab_size=32000,
-            max_position_embeddings=2048,
-        )
-        | config
-    )
-    if not (Path(out) / "config.json").exists():
-        build_pico(Path(out), **cfg)
-    return Path(out)
 
 
 def _memory_only(args) -> None:
@@ -631,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--memory", action="store_true", help="also measure each method's peak memory in a subprocess")
     p.add_argument("--memory-tokens", type=int, default=4, help="new tokens per memory probe (the models dominate)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON here (else only print it)")
+    p.add_argument("--note", help="a remark saved with the run (e.g. what else the machine was doing)")
     p.add_argument("--memory-only", action="store_true", help="only the memory probes, added to --out if it exists")
     p.add_argument("--probe", choices=METHODS, help=argparse.SUPPRESS)
     p.add_argument("--endpoints", type=Path, help=argparse.SUPPRESS)
@@ -658,6 +413,8 @@ def main(argv: list[str] | None = None) -> None:
         memory_tokens=args.memory_tokens,
     )
     res["command"] = " ".join(["python -m clm.bench", *(argv if argv is not None else sys.argv[1:])])
+    if args.note:
+        res["note"] = args.note
     text = json.dumps(res, indent=1, default=str)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -174,7 +174,9 @@ def setup(
         import torch
 
         torch.set_num_threads(1)
-    return BookParams(p, model or p.model, data.resolve() if data.exists() else data, run.resolve(), seed, dict(extra))
+    # absolute, but through symlinks as given (a run dir linked elsewhere keeps the name readers see)
+    data, run = Path(os.path.abspath(data)), Path(os.path.abspath(run))
+    return BookParams(p, model or p.model, data, run, seed, dict(extra))
 
 
 # ---------------------------------------------------------------------- what the experiment chapters share
