@@ -381,7 +381,7 @@ def distance_matrix(gram: Table) -> Table:
 
 def coefficient_matrix(gram: Table, settings: Sequence[Any]) -> np.ndarray:
     """(P, K): each setting's coefficient on each endpoint of ``gram`` (labels ``attr/pole``)."""
-    from .sweep import custom
+    from .designs import custom
 
     labels = list(gram.index)
     attrs = list(dict.fromkeys(lab.split("/")[0] for lab in labels))
@@ -398,7 +398,7 @@ def point_gram(gram: Table, settings: Sequence[Any]) -> Table:
     """Gram matrix of interpolated points: ΔW(w) = Σ_k c_k(w) ΔW_k, so G_points = C G Cᵀ."""
     import pandas as pd
 
-    from .sweep import custom
+    from .designs import custom
 
     C = coefficient_matrix(gram, settings)  # (P, K)
     labels = [str(s) for s in custom(settings)]
@@ -441,7 +441,7 @@ def mds_embedding(gram: Table, settings: Sequence[Any], n_components: int = 2, b
     """
     import pandas as pd
 
-    from .sweep import custom, setting_columns
+    from .designs import custom, setting_columns
 
     pts = custom(settings)
     if base and not any(s.weights.is_base for s in pts):

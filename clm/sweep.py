@@ -5,13 +5,8 @@ A sweep is a list of :class:`Setting` (from a design below) × prompts × sample
 one batch, each with its own weights (the engine's per-row coefficients), so a grid of 13 α
 values costs what one setting costs at 13× the batch.
 
-Designs (Kangaslahti & Alvarez-Melis, 2025, §4-5):
-
-- :func:`single_attribute`: one attribute, α over a grid that covers the extrapolation bands;
-- :func:`multi_attribute`: a target attribute at λ ∈ {0.8, 0.4, 0.2}, the others sharing 1 − λ
-  equally at α = 1, the target's α ∈ {0, 0.2, …, 1};
-- :func:`simplex`: λ over the 3-attribute simplex (step 0.2), every α = 1;
-- :func:`custom`: any list of settings.
+Designs (:mod:`clm.designs`, re-exported here): :func:`single_attribute`, :func:`multi_attribute`,
+:func:`simplex`, :func:`custom`.
 
 Running (:func:`run_sweep`) is resumable. The rows are cut into chunks of ``batch_size``; each
 chunk is keyed by its content (settings, prompts, seed, generation settings, endpoints) and
@@ -30,127 +25,31 @@ import inspect
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from .designs import (  # noqa: F401 - re-exported: clm.sweep.single_attribute etc.
+    PAPER_LAMS,
+    Setting,
+    _as_settings,
+    custom,
+    multi_attribute,
+    setting_columns,
+    simplex,
+    single_attribute,
+)
 from .errors import ConfigError
-from .weights import Weights, as_weights, grid
-
-#: The paper's λ for the target attribute in the multi-attribute design.
-PAPER_LAMS: tuple[float, ...] = (0.8, 0.4, 0.2)
+from .weights import Weights
 
 
 class Scorer(Protocol):
     """What a sweep needs from a scorer: P(high pole) in [0, 1] for each text."""
 
     def score(self, texts: list[str]) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class Setting:
-    """A setting of the weights and where it comes from.
-
-    Args:
-        weights: the setting.
-        design: the design that made it ("single", "multi", "simplex", "custom", ...).
-        target: the attribute the design varies (None for a simplex or a custom list).
-    """
-
-    weights: Weights
-    design: str = "custom"
-    target: str | None = None
-
-    def __str__(self) -> str:
-        return str(self.weights)
-
-
-# ---------------------------------------------------------------------- designs
-def single_attribute(attribute: str, alphas: Sequence[float] | None = None, **flags: Any) -> list[Setting]:
-    """(a) One attribute at λ = 1, α over a grid (default −1 … 2, step 0.25: both
-    extrapolation bands). ``extrapolate`` is set only for α outside [0, 1]; ``flags`` (e.g.
-    ``bounds=(-2, 3)``) go to :class:`Weights`."""
-    alphas = grid(-1.0, 2.0, 0.25) if alphas is None else list(alphas)
-    always = bool(flags.pop("extrapolate", False))
-    return [
-        Setting(Weights({attribute: a}, extrapolate=always or not 0 <= a <= 1, **flags), "single", attribute)
-        for a in alphas
-    ]
-
-
-def multi_attribute(
-    target: str,
-    attributes: Sequence[str],
-    lams: Sequence[float] = PAPER_LAMS,
-    alphas: Sequence[float] | None = None,
-    others_alpha: float = 1.0,
-) -> list[Setting]:
-    """(b) The paper's multi-attribute design: ``target`` at λ, the other attributes sharing
-    1 − λ equally at α = ``others_alpha``; the target's α over ``alphas`` (default 0, 0.2, …, 1)."""
-    others = [a for a in attributes if a != target]
-    if not others:
-        raise ConfigError(f"the multi-attribute design needs attributes besides {target!r}, got {list(attributes)}")
-    alphas = grid(0.0, 1.0, 0.2) if alphas is None else list(alphas)
-    out = []
-    for lam in lams:
-        rest = round((1.0 - lam) / len(others), 10)  # 0.2, not 0.19999999999999996
-        for a in alphas:
-            alpha = {target: a, **{o: others_alpha for o in others}}
-            lam_d = {target: lam, **{o: rest for o in others}}
-            out.append(Setting(Weights(alpha, lam_d, extrapolate=not 0 <= a <= 1), "multi", target))
-    return out
-
-
-def simplex(attributes: Sequence[str], step: float = 0.2, alpha: float = 1.0) -> list[Setting]:
-    """(c) λ over the simplex of 3 (or more) attributes on a grid of ``step``, every α = ``alpha``.
-    Points on the edges (some λ = 0) are included."""
-    n = round(1.0 / step)
-    if abs(n * step - 1.0) > 1e-9 or len(attributes) < 2:
-        raise ConfigError(f"simplex needs >= 2 attributes and a step dividing 1, got {list(attributes)}, step={step}")
-
-    def parts(k: int, total: int):  # compositions of total into k non-negative integers
-        if k == 1:
-            yield (total,)
-            return
-        for i in range(total, -1, -1):
-            for rest in parts(k - 1, total - i):
-                yield (i, *rest)
-
-    return [
-        Setting(
-            Weights({a: alpha for a in attributes}, {a: round(c / n, 10) for a, c in zip(attributes, comp)}), "simplex"
-        )
-        for comp in parts(len(attributes), n)
-    ]
-
-
-def custom(settings: Iterable[Weights | str | Mapping[str, float] | None], design: str = "custom") -> list[Setting]:
-    """(d) A user-given list of settings (Weights, their text form such as ``"base"``, or α dicts)."""
-    return [s if isinstance(s, Setting) else Setting(as_weights(s), design) for s in settings]
-
-
-def _as_settings(settings: Any) -> list[Setting]:
-    if isinstance(settings, (Setting, Weights, str, Mapping)) or settings is None:
-        settings = [settings]
-    out = custom(settings)
-    if not out:
-        raise ConfigError("a sweep needs at least one setting")
-    return out
-
-
-def setting_columns(s: Setting, attributes: Sequence[str]) -> dict[str, Any]:
-    """The table columns describing a setting: design, target, setting (text), weights (JSON),
-    and ``alpha_<attr>`` (NaN when inactive) and ``lam_<attr>`` (0 when inactive) per attribute."""
-    w = s.weights
-    lam = w.lam_resolved()
-    cols: dict[str, Any] = {"design": s.design, "target": s.target, "setting": str(w), "weights": w.to_json()}
-    for a in attributes:
-        cols[f"alpha_{a}"] = w.alpha.get(a, float("nan"))
-        cols[f"lam_{a}"] = lam.get(a, 0.0)
-    return cols
 
 
 # ---------------------------------------------------------------------- the plan
@@ -257,48 +156,6 @@ def base_fluency(im: Any, batch_size: int = 16) -> Callable[[list[str], list[lis
         )
 
     return fluency
-
-
-def wikitext_perplexity(im: Any, path: str | os.PathLike, **kwargs: Any) -> Callable[[Weights], float]:
-    """``weights -> perplexity`` of ``im`` on a text file (e.g. WikiText-2 test), for
-    :func:`perplexity_table` and ``run_sweep(perplexity=...)``. ``kwargs`` go to
-    :func:`clm.perplexity.sliding_window_perplexity` (``max_tokens``, ``stride``, ``window``...)."""
-
-    text: list[str] = []  # the file's text, read once; cut after max_tokens when that is exact
-
-    def perplexity(weights: Weights) -> float:
-        from .perplexity import sliding_window_perplexity
-
-        if not text:
-            text.append(_text_for(im.tokenizer, path, kwargs.get("max_tokens")))
-        return sliding_window_perplexity(im, text=text[0], weights=weights, progress=False, **kwargs).ppl
-
-    # What a stored value depends on besides the weights: perplexity_table reuses only matches.
-    # The text is named by its content, not its path, so tables measured on one machine are
-    # reused on another that keeps the same file elsewhere.
-    text_sha256 = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    perplexity.context = json.dumps(
-        {"endpoints": _endpoints_digest(im), "text_sha256": text_sha256, "kwargs": kwargs}, sort_keys=True, default=str
-    )
-    return perplexity
-
-
-def _text_for(tok: Any, path: str | os.PathLike, max_tokens: int | None) -> str:
-    """The text :func:`clm.perplexity.sliding_window_perplexity` reads from ``path`` (its non-blank
-    lines), cut at the first line end after ``max_tokens`` tokens if the cut text gives the same
-    first ``max_tokens`` tokens (so each setting does not re-tokenize a whole WikiText-2)."""
-    from .data import _read_utf8
-
-    full = "\n".join(line for line in _read_utf8(Path(path)).splitlines() if line.strip())
-    if not max_tokens:
-        return full
-    ids = tok(full, add_special_tokens=False, verbose=False, return_offsets_mapping=True)
-    if len(ids["input_ids"]) <= max_tokens:
-        return full
-    end = full.find("\n", ids["offset_mapping"][max_tokens][1])
-    cut = full if end < 0 else full[:end]
-    same = tok(cut, add_special_tokens=False, verbose=False)["input_ids"][:max_tokens] == ids["input_ids"][:max_tokens]
-    return cut if same else full
 
 
 def _score(scorer: Any, texts: list[str]) -> np.ndarray:
@@ -526,6 +383,8 @@ def run_sweep(
                 df[f"score_{name}"] = _score(sc, df["continuation"].fillna("").astype(str).tolist())
     table = pd.concat([done[c["key"]] for c in chunks], ignore_index=True)
     if perplexity is not None:
+        from .sweep_perplexity import perplexity_table
+
         ppl = perplexity_table(
             settings,
             perplexity,
@@ -543,46 +402,11 @@ def run_sweep(
     return table
 
 
-def perplexity_table(
-    settings: Any,
-    perplexity: Callable[[Weights], float],
-    attributes: Sequence[str] | None = None,
-    *,
-    out: str | os.PathLike | None = None,
-    progress: bool | None = None,
-) -> Any:
-    """One row per setting with ``wikitext_ppl = perplexity(weights)`` and the setting columns.
+def __getattr__(name: str) -> Any:
+    """``clm.sweep.wikitext_perplexity`` and ``clm.sweep.perplexity_table`` live in
+    :mod:`clm.sweep_perplexity` (imported on first use: it imports this module)."""
+    if name in ("wikitext_perplexity", "perplexity_table"):
+        from . import sweep_perplexity
 
-    Resumable: with ``out`` (.parquet or .csv), settings already measured there are skipped and
-    the table is rewritten after each new setting."""
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    settings = _as_settings(settings)
-    out = _check_out(out)
-    if attributes is None:
-        attributes = list(dict.fromkeys(a for s in settings for a in s.weights.alpha))
-    # Stored values are reused only when measured in the same context (endpoints, text file and
-    # window settings), so retrained endpoints or another window never reuse stale perplexities.
-    context = str(getattr(perplexity, "context", ""))
-    known: dict[str, float] = {}
-    if out is not None and out.is_file():
-        old = read_table(out)
-        if "context" in old:
-            old = old[old["context"].astype(str) == context]
-            known = dict(zip(old["weights"], old["wikitext_ppl"]))
-    rows = []
-    for s in tqdm(settings, desc="perplexity", disable=(not progress) if progress is not None else None):
-        key = s.weights.to_json()
-        if key not in known:
-            known[key] = float(perplexity(s.weights))
-            if out is not None:
-                _write_table(
-                    pd.DataFrame({"weights": list(known), "wikitext_ppl": list(known.values()), "context": context}),
-                    out,
-                )
-        rows.append({**setting_columns(s, attributes), "wikitext_ppl": known[key], "context": context})
-    table = pd.DataFrame.from_records(rows).drop_duplicates("weights", ignore_index=True)
-    if out is not None:
-        _write_table(table, out)
-    return table
+        return getattr(sweep_perplexity, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
