@@ -274,7 +274,7 @@ def run(
                 m: peak_memory(m, model, Path(tmp) / "endpoints", max(batches), memory_tokens, dtype) for m in methods
             }
             out["peak_memory_kind"] = (
-                "cuda max_memory_allocated" if torch.cuda.is_available() else "max RSS of the whole process"
+                "cuda max_memory_allocated" if torch.cuda.is_available() else "peak RSS (VmHWM) of the whole process"
             )
     out["wall_s"] = time.time() - t0
     out["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
@@ -358,7 +358,7 @@ def _memory_only(args) -> None:
     res = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
     res["peak_memory_mib"] = mem
     res["peak_memory_kind"] = (
-        "cuda max_memory_allocated" if torch.cuda.is_available() else "max RSS of the whole process"
+        "cuda max_memory_allocated" if torch.cuda.is_available() else "peak RSS (VmHWM) of the whole process"
     )
     res["memory_command"] = " ".join(["python -m clm.bench", *sys.argv[1:]])
     text = json.dumps(res, indent=1, default=str)

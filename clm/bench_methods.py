@@ -240,7 +240,7 @@ def timed(fn: Callable, *args: Any) -> tuple[float, Any]:
 
 
 def peak_memory(method: str, model: str, endpoints: Path, batch: int, new_tokens: int, dtype: str) -> float:
-    """Peak memory (MiB) of one method alone, in a fresh subprocess: max RSS on the CPU (the
+    """Peak memory (MiB) of one method alone, in a fresh subprocess: peak RSS on the CPU (the
     whole process: Python, torch, model, caches), GPU memory allocated on CUDA."""
     import subprocess
 
@@ -267,9 +267,7 @@ def peak_memory(method: str, model: str, endpoints: Path, batch: int, new_tokens
 
 def _probe(args) -> None:
     """One job at the largest batch (distinct settings where the method can), then print the
-    peak memory in MiB: GPU memory allocated on CUDA, else the process's max RSS."""
-    import resource
-
+    peak memory in MiB: GPU memory allocated on CUDA, else the process's peak RSS."""
     b = Bench(args.model, (args.probe,), 0, 0, args.dtype, Path("."), endpoints=args.endpoints)
     n = max(args.batches)
     b.job(
@@ -281,7 +279,22 @@ def _probe(args) -> None:
     if torch.cuda.is_available():
         print(torch.cuda.max_memory_allocated() / 2**20)
     else:
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print(peak_rss_mib())
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB. On Linux, VmHWM of /proc/self/status: the peak
+    of this process's own address space. (``ru_maxrss`` survives fork and exec, so a probe started
+    from a large parent would report the parent's peak.)"""
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build_random_model(out: Path, **config: Any) -> Path:

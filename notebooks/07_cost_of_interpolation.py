@@ -65,8 +65,8 @@
 # | DExperts-style mixing {cite:p}`liu2021dexperts` | one pass per model per token (base + 10 endpoints), logits mixed | yes |
 #
 # Run time: `tiny` runs a seconds-long benchmark on the pico model (its numbers mean nothing);
-# `cpu` shows the saved run on the embedded default (about 15 minutes on 2 CPU cores to rerun
-# with `rerun_benchmark = True`); `gpu` reruns it on the GPU and adds a 1.1B-parameter model
+# `cpu` shows the saved run on the embedded default (a few minutes on 2 CPU cores to rerun with
+# `rerun_benchmark = True`); `gpu` reruns it on the GPU and adds a 1.1B-parameter model
 # built from a config.
 
 # %% tags=["parameters"]
@@ -203,6 +203,12 @@ frames = {label: table(r) for label, r in runs.items()}
 df = frames[next(iter(frames))]
 base_mb, ad_mb = res["sizes"]["bytes_base"] / 2**20, res["sizes"]["bytes_adapters"] / 2**20
 print(f"bound = {base_mb:.3g} MiB / ({base_mb:.3g} + {ad_mb:.3g}) MiB = {res['sizes']['bound']:.3f}")
+spread = [(max(r["times"]) - min(r["times"])) / r["seconds"] for r in res["rows"] if len(r["times"]) > 1]
+if spread:
+    print(
+        f"repeats of one job differed by up to {max(spread):.0%} of their median "
+        f"(median spread {sorted(spread)[len(spread) // 2]:.0%}, over {len(spread)} rows with repeats)"
+    )
 df.pivot_table(index="method", columns="scenario", values="tokens_per_s", sort=False).round(1)
 
 # %%
@@ -364,8 +370,8 @@ tg
 # %% [markdown]
 # **What it means.** The summary below is written by the next cell from the numbers of the run
 # above (`res`), so it always describes the measurement shown. Read every number together with
-# the machine it names: on a 2-core virtual machine shared with other jobs, repeats of one job
-# varied by up to ±30%.
+# the machine it names and the spread of its repeats (the `times` of each row in the saved JSON):
+# on a small virtual machine, repeats of one job can differ by tens of percent.
 
 # %%
 by = {(r["method"], r["batch"], r["settings"]): r for r in res["rows"]}
