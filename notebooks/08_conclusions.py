@@ -143,7 +143,7 @@ for attr in NAMES:
             "base model": fmt(get(single, "base_score", attr)),
             "α = 0": fmt(lo),
             "α = 1": fmt(hi),
-            "range": fmt(rng),
+            "range": fmt(rng, 3),  # 3 digits: 0.246 must not print as the 0.25 it misses
             "Spearman ρ": "undefined (flat)" if rho is not None and math.isnan(rho) else fmt(rho),
             "R²": fmt(get(single, "response", attr, "r2")),
             "claim holds": NOT_MEASURED if ok is None else ("yes" if ok else "no"),
