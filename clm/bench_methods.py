@@ -85,9 +85,22 @@ def greedy(forward: Callable, ids: torch.Tensor, new_tokens: int, cache: bool = 
 
 
 def model_forward(model) -> Callable:
-    def forward(ids, past):
-        o = model(input_ids=ids, past_key_values=past, use_cache=True)
-        return o.logits, o.past_key_values
+    """``forward(ids, past) -> (logits, past)`` with a KV cache. Recent transformers name the cache
+    ``cache`` (``past_key_values`` is deprecated there); older ones ``past_key_values``."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel passes it on
+    if "cache" in inspect.signature(inner.forward).parameters:
+
+        def forward(ids, past):
+            o = model(input_ids=ids, cache=past, use_cache=True)
+            return o.logits, o.cache
+
+    else:
+
+        def forward(ids, past):
+            o = model(input_ids=ids, past_key_values=past, use_cache=True)
+            return o.logits, o.past_key_values
 
     return forward
 
