@@ -51,3 +51,17 @@ def test_notebook_07_runs_at_tiny(tmp_path, clm_cache):
     assert images >= 2  # speed bars and setting-change latency
     text = "".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.outputs)
     assert "measured on:" in text
+
+
+def test_peak_memory_probe_reports_its_own_process_not_its_parent():
+    """ru_maxrss survives fork + exec on Linux: a probe started from a big process would report the
+    parent's peak. peak_rss_mib reads the probe's own high-water mark."""
+    import subprocess
+    import sys
+
+    from clm.bench_methods import peak_rss_mib
+
+    ballast = b"\x01" * (300 * 2**20)  # this process now holds 300 MiB more than a fresh one needs
+    code = "from clm.bench_methods import peak_rss_mib; print(peak_rss_mib())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert len(ballast) and 0 < child < peak_rss_mib() - 250
