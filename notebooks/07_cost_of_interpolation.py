@@ -86,6 +86,7 @@ import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a kernel without widgets
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import pandas as pd
 import seaborn as sns
 import torch
@@ -222,6 +223,10 @@ def speed_figure(d: pd.DataFrame, r: dict, label: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     sns.barplot(d, x="scenario", y="tokens_per_s", hue="method", ax=axes[0])
     axes[0].set(yscale="log", ylabel="tokens / s (log)", xlabel="", title="generation speed")
+    # plain numbers (50, not 5 x 10^1), labelling only 1, 2 and 5 of each decade
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "125" else "")
+    axes[0].yaxis.set_major_formatter(plain)
+    axes[0].yaxis.set_minor_formatter(plain)
     for i, sc in enumerate(d["scenario"].unique()):  # the fused path's bound, per scenario
         base = d[(d.scenario == sc) & (d.method == bench.LABELS["base"])]["tokens_per_s"]
         if len(base):
