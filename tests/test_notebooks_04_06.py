@@ -116,6 +116,11 @@ def test_08_reads_chapters_4_and_6(book_run):
     summary = metrics(book_run, "08_conclusions")["summary"]
     assert summary["Predictable, monotone change with α"].endswith("of 2 measured attributes")
     assert summary["Little entanglement except for some pairs"].startswith("mean |off-diagonal|")
+    # the λ row, recomputed from chapter 5's record: targets whose range grows with λ
+    multi = metrics(book_run, "05_multi_attribute")["multi"]
+    ranges = [[by_lam[lam]["range"] for lam in sorted(by_lam, key=float)] for by_lam in multi.values()]
+    grows = sum(all(a < b for a, b in zip(r, r[1:])) for r in ranges)
+    assert summary["λ sets how far each attribute moves"].startswith(f"range grows in {grows} of {len(multi)} targets; ")
 
 
 def test_05_simplex_on_three_attributes(book_run, pico_dir, tmp_path):

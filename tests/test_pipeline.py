@@ -125,7 +125,7 @@ def test_01_data_counts_match_the_data_readme(book_run):
 
 def test_08_conclusions_reports_unmeasured_claims_honestly(book_run):
     summary = json.loads((book_run.cfg.run_dir / "metrics" / "08_conclusions.json").read_text())["summary"]
-    assert len(summary) == 4
+    assert len(summary) == 5
     measured_04 = (book_run.cfg.run_dir / "metrics" / "04_single_attribute.json").is_file()
     if not measured_04:
         assert summary["Predictable, monotone change with α"] == "not measured"
