@@ -128,6 +128,7 @@ pd.DataFrame(
 # %% tags=["hide-input"]
 single, scorers = recorded["04_single_attribute"], recorded["03_attribute_scorers"]
 rows = []
+response = {}  # per attribute: the unrounded range and ρ (decisions use these, never the printed text)
 for attr in NAMES:
     means = by_alpha(get(single, "response", attr, "mean_by_alpha"))
     inside = {a: m for a, m in means.items() if 0.0 <= a <= 1.0}
@@ -135,6 +136,7 @@ for attr in NAMES:
     lo, hi = inside.get(0.0), inside.get(1.0)
     rng = hi - lo if lo is not None and hi is not None else None
     ok = None if rho is None or rng is None else (rho >= min_spearman and rng >= min_range)
+    response[attr] = {"range": rng, "rho": rho}
     rows.append(
         {
             "attribute": attr,
@@ -217,6 +219,7 @@ def bands(ratio: dict[float, float], means: dict[float, float]) -> tuple[str, st
 
 base_ppl = get(single, "perplexity", "base", default=scorers.get("wikitext2_ppl"))
 rows = []
+ppl_ratio = {}  # per measured attribute: α -> perplexity / the base's (unrounded)
 for attr in NAMES:
     ppl = by_alpha(get(single, "perplexity", "by_alpha", attr))
     means = by_alpha(get(single, "response", attr, "mean_by_alpha"))
@@ -228,13 +231,18 @@ for attr in NAMES:
         "paper's band": str(list(STABLE_BOUNDS)),
     }
     if ppl and base_ppl:
-        ratio = {a: p / base_ppl for a, p in ppl.items()}
+        ratio = ppl_ratio[attr] = {a: p / base_ppl for a, p in ppl.items()}
         inside = [r for a, r in ratio.items() if 0 <= a <= 1]
         row["max ppl ratio on [0, 1]"] = fmt(max(inside) if inside else None)
         row["fluent band"], row["monotone band"] = bands(ratio, means)
     rows.append(row)
 print(f"base model perplexity: {fmt(base_ppl)}")
 claim3 = pd.DataFrame(rows).set_index("attribute")
+# fluent on [0, 1]: None where not measured
+fluent = {
+    a: max(v for x, v in r.items() if 0 <= x <= 1) <= max_ppl_ratio if any(0 <= x <= 1 for x in r) else None
+    for a, r in ppl_ratio.items()
+}
 claim3
 
 # %% [markdown]
@@ -253,8 +261,8 @@ endpoints = recorded["02_finetune_endpoints"]
 tv_all = endpoints.get("tv_alpha0_alpha1", {})
 rows = []
 for attr in NAMES:
-    c1, c3 = claim1.loc[attr], claim3.loc[attr]
-    ppl_ok = c3["max ppl ratio on [0, 1]"] == NOT_MEASURED or float(c3["max ppl ratio on [0, 1]"]) <= max_ppl_ratio
+    c1, c3, rng, rho = claim1.loc[attr], claim3.loc[attr], response[attr]["range"], response[attr]["rho"]
+    ppl_ok = fluent.get(attr) is not False
     if c1["claim holds"] == "yes" and ppl_ok:
         continue
     acc = get(scorers, "accuracy_main", attr)
@@ -266,15 +274,13 @@ for attr in NAMES:
         signs.append(f"weak scorer (test accuracy {acc:.2f} on its own source)")
     if tv is not None and tv < min(tv_all.values()) * 1.25:
         signs.append(f"endpoints close together (TV {tv:.2f}, the smallest of the five is {min(tv_all.values()):.2f})")
-    if c1["range"] != NOT_MEASURED and float(c1["range"]) < min_range:
+    if rng is not None and rng < min_range:
         signs.append(f"small range ({c1['range']})")
-    if c1["Spearman ρ"] not in (NOT_MEASURED,) and not c1["Spearman ρ"].startswith("undefined"):
-        if float(c1["Spearman ρ"]) < min_spearman:
-            signs.append(f"means out of order on [0, 1] (ρ {c1['Spearman ρ']})")
+    if rho is not None and not math.isnan(rho) and rho < min_spearman:
+        signs.append(f"means out of order on [0, 1] (ρ {c1['Spearman ρ']})")
     if not ppl_ok:
         signs.append(f"perplexity up to {c3['max ppl ratio on [0, 1]']}× the base's on [0, 1]")
-        ratio = {a: v / base_ppl for a, v in by_alpha(get(single, "perplexity", "by_alpha", attr)).items()}
-        lowest = min((v, a) for a, v in ratio.items() if 0 <= a <= 1)
+        lowest = min((v, a) for a, v in ppl_ratio[attr].items() if 0 <= a <= 1)
         if lowest[0] > 0.9 * max_ppl_ratio:  # no mixture of the two poles is near the base's fluency
             signs.append(
                 f"even the most fluent mixture (α = {lowest[1]:g}) is {lowest[0]:.2f}× the base's: the shift is "
@@ -353,8 +359,8 @@ mixing if mixing is not None else print(f"chapter 5's λ design: {NOT_MEASURED}"
 
 
 # %% tags=["hide-input"]
-def count(col: str, table: pd.DataFrame, yes=lambda v: v == "yes") -> str:
-    measured = [v for v in table[col] if v != NOT_MEASURED]
+def count(values, yes=lambda v: v == "yes") -> str:
+    measured = [v for v in values if v is not None and v != NOT_MEASURED]
     return NOT_MEASURED if not measured else f"{sum(map(yes, measured))} of {len(measured)} measured attributes"
 
 
@@ -363,7 +369,7 @@ summary = pd.DataFrame(
         (
             "Predictable, monotone change with α",
             f"ρ ≥ {min_spearman} and range ≥ {min_range}",
-            count("claim holds", claim1),
+            count(claim1["claim holds"]),
         ),
         (
             "Little entanglement except for some pairs",
@@ -375,7 +381,7 @@ summary = pd.DataFrame(
         (
             "Fluent within [0, 1]",
             f"perplexity ≤ {max_ppl_ratio}× base",
-            count("max ppl ratio on [0, 1]", claim3, yes=lambda v: float(v) <= max_ppl_ratio),
+            count(fluent.values(), yes=bool),
         ),
         (
             "λ sets how far each attribute moves",
@@ -395,8 +401,7 @@ summary = pd.DataFrame(
             "A stable extrapolation band around [−1, 2]",
             "fluent and monotone band contains [−1, 2]",
             count(
-                "monotone band",
-                claim3,
+                claim3["monotone band"],
                 yes=lambda v: (
                     v.startswith("[")
                     and float(v[1:].split(",")[0]) <= STABLE_BOUNDS[0]
