@@ -158,16 +158,6 @@ def source_hash(src: Path, params: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-
-
-
-
-
-
-
-
-
-
 def _matches(name: str, wanted: tuple[str, ...]) -> bool:
     return any(name == w or name.split("_", 1)[0] == w for w in wanted)
 
