@@ -50,10 +50,15 @@ def readme(ends_dir: Path, selection: dict[str, Any] | None) -> str:
     first = next(iter(recs.values()))
     cfg = {k: v for k, v in first["config"].items() if k != "attributes"}
     note, same = cfg.get("note", ""), False
-    if cfg.get("preset") in PRESETS:  # adapters trained while a preset's note was being written keep the old
-        preset = TrainConfig.from_preset(cfg["preset"]).to_dict()
-        same = all(preset.get(k) == v for k, v in cfg.items() if k != "note")
-        note = preset["note"] if same else note
+    if cfg.get("preset") in PRESETS:
+        # A pole matches the preset when what shapes its adapter does (pole_sha256: the config with this
+        # attribute's epochs and learning rate, and the pole's data source); notes and bookkeeping may differ.
+        preset = TrainConfig.from_preset(cfg["preset"])
+        known = {spec.name for spec in preset.attributes}
+        same = all(a in known and r.get("pole_sha256") == preset.pole_sha256(a, p) for (a, p), r in recs.items())
+        if same:
+            cfg = {k: v for k, v in preset.to_dict().items() if k != "attributes"}
+            note = cfg["note"]
     lines = [
         f"# Shipped endpoints for `{manifest['base']['id']}`",
         "",
@@ -67,8 +72,12 @@ def readme(ends_dir: Path, selection: dict[str, Any] | None) -> str:
         "",
         "## Config",
         "",
-        "The same for every pole (`config_sha256` differs only by the attribute list)"
-        + (f", and equal to the `{cfg['preset']}` preset of `clm.config`" if same else "")
+        (
+            f"Every pole's `pole_sha256` (what shapes its adapter: the config with its attribute's epochs and "
+            f"learning rate, and its data source) equals the `{cfg['preset']}` preset's in `clm.config`"
+            if same
+            else "The first pole's config (the others' `clm_adapter.json` give theirs)"
+        )
         + ". Re-create with",
         "",
         "```",
@@ -83,16 +92,17 @@ def readme(ends_dir: Path, selection: dict[str, Any] | None) -> str:
         "",
         "## Per pole",
         "",
-        "| attribute | pole | data file | file sha256 | texts | tokens | steps | held-out loss (base → final) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| attribute | pole | data file | file sha256 | texts | tokens | lr | steps | held-out loss (base → final) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     losses = held_out_losses(ends_dir)
     for (a, _pole), r in recs.items():
         d, loss = r["data"], losses[a][r["pole_name"]]
         base = float("nan") if loss["base_loss"] is None else loss["base_loss"]
+        lr = r["config"].get("learning_rate_by_attribute", {}).get(a, r["config"]["learning_rate"])
         lines.append(
             f"| {a} | {r['pole_name']} | `{d['source']}` | `{d['file_sha256']}` | {d['n_texts']:,} | "
-            f"{d['n_tokens']:,} | {loss['steps']} | {base:.3f} → {loss['final_loss']:.3f} |"
+            f"{d['n_tokens']:,} | {lr:g} | {loss['steps']} | {base:.3f} → {loss['final_loss']:.3f} |"
         )
     lines += ["", "## Data provenance and licences", ""]
     lines += [f"- **{a}**: {LICENCES.get(a, 'see ../shared/data/README.md')}" for a in manifest["attributes"]]
@@ -129,6 +139,9 @@ def readme(ends_dir: Path, selection: dict[str, Any] | None) -> str:
             lines += ["", selection["rule"]]
         if selection.get("choice"):
             lines += ["", f"Chosen: **{selection['choice']}**. {selection.get('reason', '')}"]
+        for rev in selection.get("revisions", []):
+            lines += ["", f"### Revisited: {rev['attribute']}", "", rev["why"], "", rev["rule"]]
+            lines += ["", f"Chosen: **{rev['choice']}**. {rev['reason']}"]
     return "\n".join(lines) + "\n"
 
 

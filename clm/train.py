@@ -135,7 +135,7 @@ def train_pole(
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=_accum(cfg, world),
-        learning_rate=cfg.learning_rate,
+        learning_rate=cfg.learning_rate_for(data.attribute),
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=math.ceil(cfg.warmup_ratio * steps),
         weight_decay=cfg.weight_decay,

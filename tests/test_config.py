@@ -87,6 +87,7 @@ def test_none_overrides_keep_the_preset():
             ["different names"],
         ),
         ({"target_modules": []}, ["target_modules"]),
+        ({"learning_rate_by_attribute": {"humor": 0}}, ["learning_rate_by_attribute['humor']", "> 0", "0"]),
         ({"preset": "papr"}, ["'papr'", "'paper'"]),
     ],
 )
@@ -114,3 +115,31 @@ def test_registry_attribute_and_paths(tmp_path):
     assert cfg.resolve_path(a.high) == tmp_path / "attributes/formality/formal.train.jsonl"
     absolute = a.high.model_copy(update={"path": str(tmp_path / "x.txt")})
     assert cfg.resolve_path(absolute) == tmp_path / "x.txt"
+
+
+def test_per_attribute_learning_rate_shapes_only_its_attribute():
+    base = TrainConfig.from_preset("cpu", learning_rate_by_attribute={})
+    cfg = base.replace(learning_rate_by_attribute={"humor": 7e-4})
+    assert cfg.learning_rate_for("humor") == 7e-4 and cfg.learning_rate_for("sentiment") == cfg.learning_rate
+    for pole in ("low", "high"):
+        assert cfg.pole_sha256("sentiment", pole) == base.pole_sha256("sentiment", pole)
+        assert cfg.pole_sha256("humor", pole) == base.replace(learning_rate=7e-4).pole_sha256("humor", pole)
+        assert cfg.pole_sha256("humor", pole) != base.pole_sha256("humor", pole)
+
+
+def test_the_cpu_preset_recreates_every_shipped_endpoint():
+    """The shipped SmolLM2-135M endpoints are what `clm.cli_train --preset cpu` trains: each pole's
+    recorded pole_sha256 (config with its attribute's epochs and lr, data source) is the preset's."""
+    import json
+
+    from clm.book import ASSETS
+
+    shipped = ASSETS / "endpoints" / "smollm2-135m"
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    cpu = TrainConfig.from_preset("cpu")
+    assert list(manifest["attributes"]) == [a.name for a in cpu.attributes]
+    for attr in manifest["attributes"]:
+        for pole in ("low", "high"):
+            rec = json.loads((shipped / attr / pole / "clm_adapter.json").read_text())
+            assert rec["pole_sha256"] == cpu.pole_sha256(attr, pole), (attr, pole)
+            assert rec["config"]["learning_rate"] == cpu.learning_rate_for(attr)

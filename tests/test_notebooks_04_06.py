@@ -120,7 +120,9 @@ def test_08_reads_chapters_4_and_6(book_run):
     multi = metrics(book_run, "05_multi_attribute")["multi"]
     ranges = [[by_lam[lam]["range"] for lam in sorted(by_lam, key=float)] for by_lam in multi.values()]
     grows = sum(all(a < b for a, b in zip(r, r[1:])) for r in ranges)
-    assert summary["λ sets how far each attribute moves"].startswith(f"range grows in {grows} of {len(multi)} targets; ")
+    assert summary["λ sets how far each attribute moves"].startswith(
+        f"range grows in {grows} of {len(multi)} targets; "
+    )
 
 
 def test_05_simplex_on_three_attributes(book_run, pico_dir, tmp_path):
@@ -218,3 +220,46 @@ def test_table_path_copies_shipped_tables_only_for_the_shipped_endpoints(tmp_pat
     out.write_bytes(b"mine")
     clm.book.table_path(P, "single_sentiment.parquet", clm.Endpoints.load(endpoints_dir))
     assert out.read_bytes() == b"mine"
+
+
+def test_08_sets_a_revised_attribute_beside_the_endpoints_it_replaced(book_run, tmp_path):
+    """A revision recorded by chapter 2 (test numbers of the replaced endpoints, dev numbers of
+    both) is shown by chapter 8 next to this run's chapter 4 numbers, which it reads unchanged."""
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    run = tmp_path / "run"
+    shutil.copytree(book_run.cfg.run_dir / "metrics", run / "metrics")
+    path = run / "metrics" / "02_finetune_endpoints.json"
+    rec = json.loads(path.read_text())
+    before = {"ppl_ratio_by_alpha": {"-1": 9.0, "0": 1.5, "0.5": 1.1, "1": 1.2}, "range": 0.1, "rho": 0.5}
+    dev = {"old": {"range": 0.3, "ppl_ratio": 1.4}, "new": {"range": 0.2, "ppl_ratio": 1.1}}
+    rec["revisions"] = [
+        {"attribute": "sentiment", "replaced": "old", "choice": "new", "test_before": before, "dev": dev}
+    ]
+    path.write_text(json.dumps(rec))
+    nb = jupytext.read(REPO / "notebooks" / "08_conclusions.py")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "08.ipynb")
+    pm.execute_notebook(
+        str(tmp_path / "08.ipynb"),
+        str(tmp_path / "08.out.ipynb"),
+        parameters=dict(preset="tiny", run_dir=str(run)),
+        cwd=str(REPO / "notebooks"),
+        progress_bar=False,
+        kernel_name="python3",
+    )
+    (got,) = json.loads((run / "metrics" / "08_conclusions.json").read_text())["revisions"]
+    single = metrics(book_run, "04_single_attribute")
+    means = single["response"]["sentiment"]["mean_by_alpha"]
+    ppl = single["perplexity"]
+    ratio = max(v / ppl["base"] for a, v in ppl["by_alpha"]["sentiment"].items() if 0 <= float(a) <= 1)
+    assert got["test_ratio"] == [1.5, pytest.approx(ratio, rel=1e-12)]  # α = -1 is outside [0, 1]
+    assert got["test_range"] == [0.1, pytest.approx(means["1"] - means["0"], rel=1e-12)]
+    assert got["dev_range"] == [0.3, 0.2]
+    out = nbformat.read(tmp_path / "08.out.ipynb", 4)
+    html = "".join(
+        o.get("data", {}).get("text/html", "") for c in out.cells if c.cell_type == "code" for o in c.outputs
+    )
+    assert "old (replaced)" in html and "new (chosen)" in html

@@ -189,6 +189,24 @@ def test_rerun_with_other_settings_is_refused(trained, data_dir):
     assert not (trained / "ends3").exists()
 
 
+def test_per_attribute_learning_rate_trains_as_if_it_were_the_learning_rate(trained, data_dir, tmp_path):
+    """learning_rate_by_attribute is the lr its attribute trains with: a run at lr 1.0 whose `mood` lr
+    is the tiny preset's gives the reference run's adapters, and the finished reference poles count
+    as trained with these settings (same pole_sha256), while another per-attribute lr is refused."""
+    cfg = _cfg(data_dir, learning_rate=1.0, learning_rate_by_attribute={"mood": _cfg(data_dir).learning_rate})
+    train_endpoints(cfg, tmp_path / "run", progress=False)
+    for pole in ("low", "high"):
+        got, ref = _tensors(tmp_path / "run/endpoints/mood" / pole), _tensors(trained / "endpoints/mood" / pole)
+        assert got.keys() == ref.keys()
+        for k in ref:
+            torch.testing.assert_close(got[k], ref[k], rtol=0, atol=RESUME_ATOL)
+    train_endpoints(cfg, trained, endpoints_dir=tmp_path / "ends2", progress=False)  # skipped, not refused
+    with pytest.raises(ClmError, match="trained with other settings"):
+        other = _cfg(data_dir, learning_rate_by_attribute={"mood": 3e-3})
+        train_endpoints(other, trained, endpoints_dir=tmp_path / "ends3", progress=False)
+    assert not (tmp_path / "ends3").exists()
+
+
 def test_kill_and_resume_matches_uninterrupted(trained, data_dir, tmp_path):
     run = tmp_path / "run"
     (tmp_path / "cfg.yaml").write_text(_cfg(data_dir).to_yaml())
