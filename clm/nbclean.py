@@ -4,12 +4,14 @@ what really changed (:func:`strip_volatile`, used by :mod:`clm.pipeline`)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
 
 def strip_volatile(nb: Any) -> Any:
-    """Drop what changes on every run (timestamps, durations, paths); keep outputs and counts.
+    """Drop what changes on every run (timestamps, durations, paths, random cell ids); keep outputs
+    and counts.
 
     Progress bars are collapsed to their final state, as a terminal would show them, so a
     notebook that forgets ``progress=False`` still commits one line per bar.
@@ -17,7 +19,12 @@ def strip_volatile(nb: Any) -> Any:
     pm = nb.metadata.get("papermill", {})
     nb.metadata["papermill"] = {k: pm[k] for k in ("parameters",) if k in pm}
     nb.metadata.pop("widgets", None)
+    seen: dict[str, int] = {}
     for cell in nb.cells:
+        if "id" in cell:  # random per execution; derived from the source, an unchanged cell keeps its id
+            digest = hashlib.sha1(f"{cell.cell_type}\n{cell.source}".encode()).hexdigest()[:8]
+            seen[digest] = seen.get(digest, 0) + 1
+            cell["id"] = digest if seen[digest] == 1 else f"{digest}-{seen[digest]}"
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
         if "outputs" in cell:

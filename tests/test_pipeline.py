@@ -227,6 +227,20 @@ def test_strip_volatile_and_progress_bars():
     assert out.metadata.papermill == {"parameters": {"seed": 0}}
     assert out.cells[0].metadata == {} and out.cells[0].execution_count == 4
     assert out.cells[0].outputs[0]["text"] == "100%|########|\ndone\n"
+    # cell ids: from the cell's type and source (numbered where repeated), the same on every run
+    same = [
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_markdown_cell("x = 1"),
+        nbformat.v4.new_code_cell("x = 1"),
+    ]
+    ids = [c.id for c in pipeline.strip_volatile(nbformat.v4.new_notebook(cells=same)).cells]
+    again = [
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_markdown_cell("x = 1"),
+        nbformat.v4.new_code_cell("x = 1"),
+    ]
+    assert ids == [c.id for c in pipeline.strip_volatile(nbformat.v4.new_notebook(cells=again)).cells]
+    assert len(set(ids)) == 3 and ids[2] == ids[0] + "-2"
     # bars as separate stream messages (how nbclient records tqdm): only the last state stays
     stream = lambda text, name="stderr": nbformat.v4.new_output("stream", name=name, text=text)  # noqa: E731
     cell.outputs = [stream("loading\n"), stream("  0%|   | 0/3"), stream(" 50%|#  | 1/3"), stream("100%|###| 3/3"),
