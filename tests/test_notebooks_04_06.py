@@ -38,6 +38,26 @@ def finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def run_chapter(tmp_path, stem: str, **parameters):
+    """Execute notebooks/<stem>.py (paired script) at preset tiny into tmp_path; return the output."""
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    nb = jupytext.read(REPO / "notebooks" / f"{stem}.py")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / f"{stem}.ipynb")
+    pm.execute_notebook(
+        str(tmp_path / f"{stem}.ipynb"),
+        str(tmp_path / f"{stem}.out.ipynb"),
+        parameters=dict(preset="tiny", **parameters),
+        cwd=str(REPO / "notebooks"),
+        progress_bar=False,
+        kernel_name="python3",
+    )
+    return nbformat.read(tmp_path / f"{stem}.out.ipynb", 4)
+
+
 def test_04_records_the_sweeps_and_what_08_reads(book_run):
     import pandas as pd
 
@@ -127,9 +147,6 @@ def test_08_reads_chapters_4_and_6(book_run):
 
 def test_05_simplex_on_three_attributes(book_run, pico_dir, tmp_path):
     """Chapter 5 with a third attribute: the simplex runs and its ternary plots are drawn."""
-    import jupytext
-    import nbformat
-    import papermill as pm
     from conftest import make_adapter
 
     import clm
@@ -143,16 +160,8 @@ def test_05_simplex_on_three_attributes(book_run, pico_dir, tmp_path):
         low=make_adapter(pico_dir, tmp_path / "h_low", seed=11, r=2),
         high=make_adapter(pico_dir, tmp_path / "h_high", seed=12, r=2),
     )
-    nb = jupytext.read(REPO / "notebooks" / "05_multi_attribute.py")
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "05.ipynb")
-    pm.execute_notebook(
-        str(tmp_path / "05.ipynb"),
-        str(tmp_path / "05.out.ipynb"),
-        parameters=dict(preset="tiny", run_dir=str(run), targets=["humor"], lams=[0.5], simplex_step=0.5, n_prompts=2),
-        cwd=str(REPO / "notebooks"),
-        progress_bar=False,
-        kernel_name="python3",
+    out = run_chapter(
+        tmp_path, "05_multi_attribute", run_dir=str(run), targets=["humor"], lams=[0.5], simplex_step=0.5, n_prompts=2
     )
     m = json.loads((run / "metrics" / "05_multi_attribute.json").read_text())
     assert m["targets"] == ["humor"] and m["simplex_attributes"] == ["sentiment", "formality", "humor"]
@@ -162,7 +171,6 @@ def test_05_simplex_on_three_attributes(book_run, pico_dir, tmp_path):
     for a in m["simplex_attributes"]:
         at_own = next(p for p in corners if p[f"lam_{a}"] == 1.0)
         assert m["simplex_own_corner"][a] == pytest.approx(at_own[f"score_{a}"])
-    out = nbformat.read(tmp_path / "05.out.ipynb", 4)
     images = sum("image/png" in o.get("data", {}) for c in out.cells if c.cell_type == "code" for o in c.outputs)
     assert images == 3  # response curves by λ, one spider plot, the ternary panels
 
@@ -225,9 +233,6 @@ def test_table_path_copies_shipped_tables_only_for_the_shipped_endpoints(tmp_pat
 def test_08_sets_a_revised_attribute_beside_the_endpoints_it_replaced(book_run, tmp_path):
     """A revision recorded by chapter 2 (test numbers of the replaced endpoints, dev numbers of
     both) is shown by chapter 8 next to this run's chapter 4 numbers, which it reads unchanged."""
-    import jupytext
-    import nbformat
-    import papermill as pm
 
     run = tmp_path / "run"
     shutil.copytree(book_run.cfg.run_dir / "metrics", run / "metrics")
@@ -239,17 +244,7 @@ def test_08_sets_a_revised_attribute_beside_the_endpoints_it_replaced(book_run, 
         {"attribute": "sentiment", "replaced": "old", "choice": "new", "test_before": before, "dev": dev}
     ]
     path.write_text(json.dumps(rec))
-    nb = jupytext.read(REPO / "notebooks" / "08_conclusions.py")
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "08.ipynb")
-    pm.execute_notebook(
-        str(tmp_path / "08.ipynb"),
-        str(tmp_path / "08.out.ipynb"),
-        parameters=dict(preset="tiny", run_dir=str(run)),
-        cwd=str(REPO / "notebooks"),
-        progress_bar=False,
-        kernel_name="python3",
-    )
+    out = run_chapter(tmp_path, "08_conclusions", run_dir=str(run))
     (got,) = json.loads((run / "metrics" / "08_conclusions.json").read_text())["revisions"]
     single = metrics(book_run, "04_single_attribute")
     means = single["response"]["sentiment"]["mean_by_alpha"]
@@ -258,7 +253,6 @@ def test_08_sets_a_revised_attribute_beside_the_endpoints_it_replaced(book_run, 
     assert got["test_ratio"] == [1.5, pytest.approx(ratio, rel=1e-12)]  # α = -1 is outside [0, 1]
     assert got["test_range"] == [0.1, pytest.approx(means["1"] - means["0"], rel=1e-12)]
     assert got["dev_range"] == [0.3, 0.2]
-    out = nbformat.read(tmp_path / "08.out.ipynb", 4)
     html = "".join(
         o.get("data", {}).get("text/html", "") for c in out.cells if c.cell_type == "code" for o in c.outputs
     )
