@@ -94,47 +94,18 @@ def test_custom_design_and_setting_columns():
 def test_small_grid_end_to_end(im, tmp_path):
     settings = sweep.single_attribute("sentiment", [0.0, 0.5, 1.0]) + sweep.custom(["base"])
     out = tmp_path / "t.parquet"
-    plan = sweep.run_sweep(
-        im,
-        settings,
-        PROMPTS[:2],
-        scorers(),
-        out=out,
-        n_samples=2,
-        seeds=[0, 1],
-        max_new_tokens=6,
-        batch_size=12,
-        dry_run=True,
-        progress=False,
-    )
+    kw = dict(n_samples=2, seeds=[0, 1], max_new_tokens=6, batch_size=12)
+
+    def run(**more):
+        return sweep.run_sweep(im, settings, PROMPTS[:2], scorers(), **kw, **more)
+
+    plan = run(out=out, dry_run=True, progress=False)
     assert plan.n_generations == 4 * 2 * 2 * 2 and plan.n_chunks == 3  # 12 + 12 + 8 rows
     assert plan.n_done == 0 and plan.est_seconds > 0 and "32 generations" in str(plan)
     assert not out.exists() and not (tmp_path / "t.parquet.parts").exists()  # a dry run writes nothing
-    assert sweep.run_sweep(
-        im,
-        settings,
-        PROMPTS[:2],
-        scorers(),
-        n_samples=2,
-        seeds=[0, 1],
-        max_new_tokens=6,
-        batch_size=12,
-        dry_run=True,
-        tokens_per_s=60.0,
-    ).est_seconds == pytest.approx(3 * 12 * 6 / 60)
+    assert run(dry_run=True, tokens_per_s=60.0).est_seconds == pytest.approx(3 * 12 * 6 / 60)
 
-    t = sweep.run_sweep(
-        im,
-        settings,
-        PROMPTS[:2],
-        scorers(),
-        out=out,
-        n_samples=2,
-        seeds=[0, 1],
-        max_new_tokens=6,
-        batch_size=12,
-        progress=False,
-    )
+    t = run(out=out, progress=False)
     assert len(t) == 32
     assert t.groupby(["setting", "seed", "prompt_index", "sample"]).size().eq(1).all()
     assert t.setting.value_counts().to_dict() == {"sentiment=0": 8, "sentiment=0.5": 8, "sentiment=1": 8, "base": 8}
@@ -148,19 +119,7 @@ def test_small_grid_end_to_end(im, tmp_path):
     pd.testing.assert_frame_equal(sweep.read_table(out), t)
     assert not (tmp_path / "t.parquet.parts").exists()  # parts are folded into the table
     # a second run generates nothing and gives the same table
-    again = sweep.run_sweep(
-        im,
-        settings,
-        PROMPTS[:2],
-        scorers(),
-        out=out,
-        n_samples=2,
-        seeds=[0, 1],
-        max_new_tokens=6,
-        batch_size=12,
-        progress=False,
-        dry_run=True,
-    )
+    again = run(out=out, progress=False, dry_run=True)
     assert again.n_chunks_todo == 0 and again.n_done == 32 and again.est_seconds == 0.0
 
 
