@@ -57,6 +57,31 @@ def make_adapter(base_dir: Path, out: Path, seed: int, r: int = 4, alpha: int = 
     return out
 
 
+def run_chapter(tmp_path: Path, stem: str, **parameters):
+    """Execute ``notebooks/<stem>.py`` with papermill at preset tiny into ``tmp_path``; return the
+    executed notebook. Unlike ``clm.pipeline.execute`` it keeps every output (no quieting, no
+    stripping), so tests can assert on what a chapter prints."""
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    from clm.book import REPO
+    from clm.pipeline import KERNELSPEC
+
+    nb = jupytext.read(REPO / "notebooks" / f"{stem}.py")
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nbformat.write(nb, tmp_path / f"{stem}.ipynb")
+    pm.execute_notebook(
+        str(tmp_path / f"{stem}.ipynb"),
+        str(tmp_path / f"{stem}.out.ipynb"),
+        parameters=dict(preset="tiny", **parameters),
+        cwd=str(REPO / "notebooks"),
+        progress_bar=False,
+        kernel_name=KERNELSPEC["name"],
+    )
+    return nbformat.read(tmp_path / f"{stem}.out.ipynb", 4)
+
+
 @pytest.fixture(scope="session")
 def adapters(pico_dir, tmp_path_factory) -> dict[str, Path]:
     """Four adapters with mixed ranks and targets: two attributes x two poles."""

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from conftest import SHARED_DATA, run_chapter
 
 pytestmark = pytest.mark.notebooks
 
@@ -16,26 +13,11 @@ pytestmark = pytest.mark.notebooks
 def test_notebook_02_runs_at_tiny(tmp_path, clm_cache, monkeypatch):
     if not SHARED_DATA.is_dir():
         pytest.skip("shared data not found")
-    import jupytext
-    import nbformat
-    import papermill as pm
-
     import clm
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits it: pico trains ~10x faster on busy cores
-    nb = jupytext.read(REPO / "notebooks" / "02_finetune_endpoints.py")
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    src = tmp_path / "02.ipynb"
-    nbformat.write(nb, src)
     run = tmp_path / "run"
-    pm.execute_notebook(
-        str(src),
-        str(tmp_path / "02.out.ipynb"),
-        parameters=dict(preset="tiny", run_dir=str(run), data_dir=str(SHARED_DATA), n_prompts=2),
-        cwd=str(REPO / "notebooks"),
-        progress_bar=False,
-        kernel_name="python3",
-    )
+    out = run_chapter(tmp_path, "02_finetune_endpoints", run_dir=str(run), data_dir=str(SHARED_DATA), n_prompts=2)
     m = json.loads((run / "metrics" / "02_finetune_endpoints.json").read_text())
     assert m["source"] == "trained" and m["base"] == "pico" and m["train_preset"] == "tiny"
     assert m["attributes"] == ["sentiment", "formality"] and m["n_generations"] == 2 * 2 * 2
@@ -45,7 +27,6 @@ def test_notebook_02_runs_at_tiny(tmp_path, clm_cache, monkeypatch):
     assert all(v > 0 for v in m["tv_alpha0_alpha1"].values())  # α moves the next-token distribution
     ends = clm.Endpoints.load(run / "endpoints")
     assert ends.attributes == ["sentiment", "formality"]
-    out = nbformat.read(tmp_path / "02.out.ipynb", 4)
     images = sum("image/png" in o.get("data", {}) for c in out.cells if c.cell_type == "code" for o in c.outputs)
     assert images >= 1  # the loss curves
     stderr = "".join(

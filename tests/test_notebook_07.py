@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import run_chapter
 
 pytestmark = pytest.mark.notebooks
 
 
 def test_notebook_07_runs_at_tiny(tmp_path, clm_cache):
-    import jupytext
-    import nbformat
-    import papermill as pm
-
-    nb = jupytext.read(REPO / "notebooks" / "07_cost_of_interpolation.py")
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    src = tmp_path / "07.ipynb"
-    nbformat.write(nb, src)
     run = tmp_path / "run"
-    pm.execute_notebook(
-        str(src),
-        str(tmp_path / "07.out.ipynb"),
-        parameters=dict(preset="tiny", run_dir=str(run)),
-        cwd=str(REPO / "notebooks"),
-        progress_bar=False,
-        kernel_name="python3",
-    )
+    out = run_chapter(tmp_path, "07_cost_of_interpolation", run_dir=str(run))
     m = json.loads((run / "metrics" / "07_cost_of_interpolation.json").read_text())
     assert m["model"] == "pico" and m["rerun"] is True and m["new_tokens"] == 4
     assert 0 < m["bound"] < 1
@@ -46,7 +29,6 @@ def test_notebook_07_runs_at_tiny(tmp_path, clm_cache):
     assert saved["machine"]["cpu"] and saved["config"]["endpoints"] == 4
     # the interpolating methods agree on every greedy token (same interpolation, same math)
     assert all(r["same_tokens_as_fused"] == 1.0 for r in saved["rows"] if r["same_tokens_as_fused"] is not None)
-    out = nbformat.read(tmp_path / "07.out.ipynb", 4)
     images = sum("image/png" in o.get("data", {}) for c in out.cells if c.cell_type == "code" for o in c.outputs)
     assert images >= 2  # speed bars and setting-change latency
     text = "".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.outputs)

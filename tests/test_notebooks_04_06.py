@@ -15,6 +15,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import run_chapter
 
 from clm.attributes import NAMES
 from clm.book import REPO, check_count, check_names, find_endpoints, setup
@@ -36,26 +37,6 @@ def metrics(book_run, notebook: str) -> dict:
 
 def finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def run_chapter(tmp_path, stem: str, **parameters):
-    """Execute notebooks/<stem>.py (paired script) at preset tiny into tmp_path; return the output."""
-    import jupytext
-    import nbformat
-    import papermill as pm
-
-    nb = jupytext.read(REPO / "notebooks" / f"{stem}.py")
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / f"{stem}.ipynb")
-    pm.execute_notebook(
-        str(tmp_path / f"{stem}.ipynb"),
-        str(tmp_path / f"{stem}.out.ipynb"),
-        parameters=dict(preset="tiny", **parameters),
-        cwd=str(REPO / "notebooks"),
-        progress_bar=False,
-        kernel_name="python3",
-    )
-    return nbformat.read(tmp_path / f"{stem}.out.ipynb", 4)
 
 
 def test_04_records_the_sweeps_and_what_08_reads(book_run):
@@ -233,7 +214,6 @@ def test_table_path_copies_shipped_tables_only_for_the_shipped_endpoints(tmp_pat
 def test_08_sets_a_revised_attribute_beside_the_endpoints_it_replaced(book_run, tmp_path):
     """A revision recorded by chapter 2 (test numbers of the replaced endpoints, dev numbers of
     both) is shown by chapter 8 next to this run's chapter 4 numbers, which it reads unchanged."""
-
     run = tmp_path / "run"
     shutil.copytree(book_run.cfg.run_dir / "metrics", run / "metrics")
     path = run / "metrics" / "02_finetune_endpoints.json"
