@@ -15,10 +15,8 @@ import logging
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from .errors import ClmError, ConfigError, DataError, EndpointsError, ModelError, WeightsError
-from .weights import Weights
-
-__version__ = "0.1.0"
+from clm.core.weights import Weights
+from clm.errors import ClmError, ConfigError, DataError, EndpointsError, ModelError, WeightsError
 
 # bitsandbytes (imported by PEFT) warns on every import on a CPU with AVX512-BF16 that the optional
 # hub kernel package `kernels` is missing; its own CPU NF4 kernels run without it (and no machine
@@ -26,12 +24,12 @@ __version__ = "0.1.0"
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda r: "kernels-community" not in r.getMessage())
 
 _LAZY = {
-    "load_base": "clm.models",
-    "BaseInfo": "clm.models",
-    "Endpoints": "clm.endpoints",
-    "read_adapter": "clm.endpoints",
-    "InterpolatedModel": "clm.engine",
-    "Generation": "clm.engine",
+    "load_base": "clm.core.models",
+    "BaseInfo": "clm.core.models",
+    "Endpoints": "clm.core.endpoints",
+    "read_adapter": "clm.core.endpoints",
+    "InterpolatedModel": "clm.core.engine",
+    "Generation": "clm.core.engine",
 }
 
 __all__ = [
@@ -46,9 +44,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .endpoints import Endpoints, read_adapter  # noqa: F401
-    from .engine import Generation, InterpolatedModel  # noqa: F401
-    from .models import BaseInfo, load_base  # noqa: F401
+    from clm.core.endpoints import Endpoints, read_adapter  # noqa: F401
+    from clm.core.engine import Generation, InterpolatedModel  # noqa: F401
+    from clm.core.models import BaseInfo, load_base  # noqa: F401
 
 
 def __getattr__(name: str):

@@ -13,16 +13,8 @@ import json
 import os
 from pathlib import Path
 
-from .errors import DataError
-
-
-def _read_utf8(path: Path) -> str:
-    if not path.is_file():
-        raise DataError(f"data file {str(path)!r} does not exist")
-    try:
-        return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"data file {str(path)!r} is not UTF-8 (byte {err.start}: {err.reason})") from None
+from clm.errors import DataError
+from clm.io import read_utf8
 
 
 def read_texts(
@@ -53,7 +45,7 @@ def read_texts(
         raise DataError(f"data file {str(p)!r} has unsupported type {suffix or '(none)'!r}; use .txt, .jsonl, .csv or .tsv")
     if (label_column is None) != (label_value is None):
         raise DataError("label_column and label_value must be given together")
-    raw = _read_utf8(p)
+    raw = read_utf8(p)
     if suffix == ".txt":
         if label_column is not None:
             raise DataError(f"a label filter needs a .jsonl/.csv/.tsv file, got {str(p)!r}")

@@ -1,7 +1,7 @@
 """Figures for the book and the paper: each function takes a tidy table and returns a Figure.
 
 One style everywhere (:func:`style`): seaborn's whitegrid at "paper" scale with readable fonts,
-one colour per attribute (the colorblind palette, in the order of :data:`clm.attributes.NAMES`),
+one colour per attribute (the colorblind palette, in the order of :data:`clm.core.attributes.NAMES`),
 and the interpolation band α ∈ [0, 1] told apart from the extrapolation bands by shading.
 
 ``clm`` does not import this module; ``import clm.plots`` loads matplotlib and seaborn.
@@ -20,9 +20,9 @@ import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from . import analysis
-from .attributes import ATTRIBUTES, NAMES
-from .errors import ConfigError
+from clm.core.attributes import ATTRIBUTES, NAMES
+from clm.errors import ConfigError
+from clm.experiments import analysis
 
 PALETTE = "colorblind"
 INTERP_COLOR = "#e8f1fa"  # the interpolation band α ∈ [0, 1]
@@ -95,7 +95,7 @@ def response_curves(
     ``"base"``, if any) dashed.
 
     Args:
-        table: a sweep table (:func:`clm.sweep.run_sweep`).
+        table: a sweep table (:func:`clm.experiments.sweep.run_sweep`).
         attributes: the attributes varied (default: every targeted attribute with a score).
         by: a column giving one curve per value (e.g. ``"lam_sentiment"`` for the
             multi-attribute design); default one curve per panel.
@@ -139,7 +139,7 @@ def perplexity_curve(
     """Perplexity against α, one line per attribute, bands shaded; the base model dashed.
 
     Args:
-        table: one row per setting (:func:`clm.sweep.perplexity_table`), or a sweep table with
+        table: one row per setting (:func:`clm.experiments.sweep.perplexity_table`), or a sweep table with
             ``column`` (e.g. ``"ppl"``, each continuation's perplexity under the base model);
             rows of attribute a are those with ``target == a``.
         base: the base model's perplexity (default: the setting ``"base"``, if present).
@@ -203,7 +203,7 @@ def _heatmap(
 
 
 def entanglement_heatmap(matrix: Any, title: str | None = "entanglement") -> Figure:
-    """The entanglement matrix (:func:`clm.analysis.entanglement`): rows the attribute whose α
+    """The entanglement matrix (:func:`clm.experiments.analysis.entanglement`): rows the attribute whose α
     moves, columns the attribute scored; a diverging scale centred on 0."""
     m = float(np.nanmax(np.abs(matrix.to_numpy(dtype=float)))) if matrix.size else 1.0
     lim = max(1.0, m if np.isfinite(m) else 1.0)
@@ -213,12 +213,12 @@ def entanglement_heatmap(matrix: Any, title: str | None = "entanglement") -> Fig
 
 
 def cosine_heatmap(matrix: Any, title: str | None = "cosine similarity of ΔW") -> Figure:
-    """Cosine similarities (:func:`clm.analysis.cosine_matrix`) on a fixed [−1, 1] scale."""
+    """Cosine similarities (:func:`clm.experiments.analysis.cosine_matrix`) on a fixed [−1, 1] scale."""
     return _heatmap(matrix, title, "vlag", -1.0, 1.0, 0.0, ".2f")
 
 
 def distance_heatmap(matrix: Any, title: str | None = "Frobenius distance of ΔW") -> Figure:
-    """Distances (:func:`clm.analysis.distance_matrix`) on a sequential scale from 0."""
+    """Distances (:func:`clm.experiments.analysis.distance_matrix`) on a sequential scale from 0."""
     return _heatmap(matrix, title, "rocket_r", 0.0, None, None, ".3g")
 
 
@@ -317,7 +317,7 @@ def ternary(
 
 
 def mds_scatter(embedding: Any, title: str | None = "MDS of interpolated weights") -> Figure:
-    """The MDS embedding (:func:`clm.analysis.mds_embedding`): each attribute's α path as a line
+    """The MDS embedding (:func:`clm.experiments.analysis.mds_embedding`): each attribute's α path as a line
     (light in the extrapolation bands), its endpoints α = 0, 1 marked, the base model a star."""
     attrs = list(embedding["target"].dropna().unique()) if "target" in embedding.columns else []
     colors = attribute_colors(attrs)

@@ -35,12 +35,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-import clm.book
-from clm.attributes import ATTRIBUTES
+import clm.book.params
+from clm.core.attributes import ATTRIBUTES
 from clm.data import attribute_file, read_texts
 from clm.errors import ConfigError
 
-P = clm.book.setup(preset, model, data_dir, run_dir, seed)
+P = clm.book.params.setup(preset, model, data_dir, run_dir, seed)
 if isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 0:
     raise ConfigError(f"n_examples must be a non-negative integer, got {n_examples!r}")
 # Length statistics use a seeded sample of each file; counts are always exact.

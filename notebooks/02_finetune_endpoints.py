@@ -20,7 +20,7 @@
 # {cite:p}`hu2021lora` on a 4-bit NF4 base (QLoRA, {cite:p}`dettmers2023qlora`), and every later
 # chapter mixes these adapters with weights α and λ.
 #
-# The recipe, in `clm.train.train_endpoints`:
+# The recipe, in `clm.train.trainer.train_endpoints`:
 # - a pole's texts are shuffled (seeded), joined by a `separator` and **packed** into blocks of
 #   `block_size` tokens (no padding; shown below). The separator matters: joined with EOS, as
 #   many packing scripts do, short-sentence corpora teach an endpoint to end the text after every
@@ -60,13 +60,13 @@ from IPython.display import display
 from transformers.utils import logging as hf_logging
 
 import clm
-import clm.book
-import clm.train
-from clm.config import TrainConfig
+import clm.book.params
+import clm.train.trainer
 from clm.data import pack_blocks, read_texts
 from clm.errors import ConfigError
+from clm.train.config import TrainConfig
 
-P = clm.book.setup(preset, model, data_dir, run_dir, seed)
+P = clm.book.params.setup(preset, model, data_dir, run_dir, seed)
 if not isinstance(train_overrides, dict):
     raise ConfigError(f"train_overrides must be a dict, got {train_overrides!r}")
 if isinstance(n_prompts, bool) or not isinstance(n_prompts, int) or n_prompts < 1:
@@ -133,11 +133,11 @@ print(f"this run joins texts with {cfg.separator!r}")
 #
 # Endpoints already in the run dir are loaded. Otherwise, with `reuse_endpoints`, the shipped
 # endpoints for this base model (`clm/assets/endpoints/<model>`) are used in place (later
-# chapters fall back to them too, through `clm.book.find_endpoints`). Otherwise `clm.train.train_endpoints` trains the missing attributes; rerunning skips finished
+# chapters fall back to them too, through `clm.book.params.find_endpoints`). Otherwise `clm.train.trainer.train_endpoints` trains the missing attributes; rerunning skips finished
 # poles and resumes unfinished ones from their last checkpoint.
 
 # %%
-shipped = clm.book.ASSETS / "endpoints" / P.model
+shipped = clm.book.params.ASSETS / "endpoints" / P.model
 have = clm.Endpoints.load(P.endpoints_dir).attributes if P.endpoints_dir.exists() else []
 if all(a in have for a in names):
     source = "run dir"
@@ -147,9 +147,9 @@ elif (
     and (shipped / "manifest.json").is_file()
     and set(names) <= set(clm.Endpoints.load(shipped).attributes)
 ):
-    source = "shipped"  # later chapters find them too (clm.book.find_endpoints)
+    source = "shipped"  # later chapters find them too (clm.book.params.find_endpoints)
 else:
-    clm.train.train_endpoints(cfg, P.run_dir, P.endpoints_dir, attributes=names, progress=False)
+    clm.train.trainer.train_endpoints(cfg, P.run_dir, P.endpoints_dir, attributes=names, progress=False)
     source = "trained"
 ends = clm.Endpoints.load(shipped if source == "shipped" else P.endpoints_dir)
 print(f"endpoints ({source}): {ends}")
@@ -162,12 +162,12 @@ print(f"endpoints ({source}): {ends}")
 # adapter learned the pole's text rather than memorising its blocks.
 
 # %%
-logs_from = P.run_dir if clm.train.read_logs(P.run_dir) else ends.path  # shipped adapters carry their logs
-losses = clm.train.loss_table(logs_from)
+logs_from = P.run_dir if clm.train.trainer.read_logs(P.run_dir) else ends.path  # shipped adapters carry their logs
+losses = clm.train.trainer.loss_table(logs_from)
 if losses.empty:
     print("no training logs found for these endpoints")
 else:
-    g = clm.train.plot_loss_curves(logs_from)
+    g = clm.train.trainer.plot_loss_curves(logs_from)
     plt.show()
 ev = losses[(losses.split == "eval") & losses.attribute.isin(names)]
 first = ev.sort_values("step").groupby(["attribute", "pole_name"]).loss.first()

@@ -24,7 +24,7 @@
 # {cite:p}`reimers2019sentencebert` (fetched once from PyPI, mean-pooled, normalized), and a
 # small head per attribute (logistic regression or a one-hidden-layer MLP, chosen by held-out
 # accuracy, then temperature-scaled). The paper-faithful backend, fine-tuning `roberta-base`,
-# is in `clm.scorer_train.finetune` for readers who are online.
+# is in `clm.eval.heads.finetune` for readers who are online.
 #
 # A scorer is useful here if it reaches **0.80 test accuracy on its paper's source** (0.95 for
 # simplicity, an easy task), and it is a *good measure* only if it also holds on a second
@@ -56,14 +56,14 @@ import seaborn as sns
 import torch
 
 import clm
-import clm.book
+import clm.book.params
 from clm.data import read_texts
 from clm.errors import ConfigError
-from clm.perplexity import continuation_perplexity, distinct, sliding_window_perplexity
-from clm.scorer_train import TrainConfig, train_heads
-from clm.scoring import SHIPPED, evaluate, load_scorers, score_texts
+from clm.eval.heads import TrainConfig, train_heads
+from clm.eval.perplexity import continuation_perplexity, distinct, sliding_window_perplexity
+from clm.eval.scoring import SHIPPED, evaluate, load_scorers, score_texts
 
-P = clm.book.setup(preset, model, data_dir, run_dir, seed)
+P = clm.book.params.setup(preset, model, data_dir, run_dir, seed)
 tiny = P.preset.name == "tiny"
 train = tiny if train is None else train
 encoder = encoder or ("pico" if tiny else "minilm")
@@ -84,7 +84,7 @@ print(P.describe())
 #
 # Heads trained in this run live in `<run_dir>/scorers/`; they are loaded if they exist, trained
 # if `train` is set, and otherwise the heads shipped with `clm` (in `clm/assets/scorers/`) are
-# used. Training (`clm.scorer_train.train_heads`) subsamples each attribute's training files of
+# used. Training (`clm.eval.heads.train_heads`) subsamples each attribute's training files of
 # **both** sources, holds out 10 % of them, fits every candidate head on the rest and keeps
 # the one with the best held-out accuracy on the paper's source. Test files are never read.
 
@@ -123,7 +123,7 @@ configs
 # %% [markdown]
 # ## Test accuracy on both sources
 #
-# `clm.scoring.evaluate` scores the test files of the paper's source (`<attribute>/`) and of
+# `clm.eval.scoring.evaluate` scores the test files of the paper's source (`<attribute>/`) and of
 # the second source (`-tweets`, `-requests`, `-genre`, `-levels`, `-jokes`).
 
 # %%
@@ -208,7 +208,7 @@ scores
 # %% [markdown]
 # ## Perplexity on WikiText-2
 #
-# `clm.perplexity.sliding_window_perplexity` computes perplexity with the strided sliding window
+# `clm.eval.perplexity.sliding_window_perplexity` computes perplexity with the strided sliding window
 # of Hugging Face's guide: the window moves by `stride` tokens and each token is scored once,
 # with at least `window − stride` tokens of context once the window has filled. The paper uses
 # a window up to the context length and a stride of 512. The same function takes an
@@ -302,7 +302,7 @@ _ = P.record(
 #   rewrites say what the informal sentence says, and a mean-pooled sentence embedding mostly
 #   encodes content. The humor test file also adds 300 factual captions to the non-humorous
 #   pole, a kind of text no training file has. The paper-faithful backend
-#   (`clm.scorer_train.finetune`, roberta-base, on a GPU) is the next thing to try; until then,
+#   (`clm.eval.heads.finetune`, roberta-base, on a GPU) is the next thing to try; until then,
 #   read humor and formality scores as coarse, and sentiment as nearly at the bar.
 # - **Each scorer must be read on its own domain.** The second source shows what a scorer
 #   recognises: politeness transfers poorly to Stanford requests (0.68) and simplicity to

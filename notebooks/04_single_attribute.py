@@ -70,16 +70,17 @@ import pandas as pd
 from transformers.utils import logging as hf_logging
 
 import clm
-import clm.book
+import clm.book.params
 import clm.plots as plots
-from clm import analysis, sweep
-from clm.book import check_count, check_names, table_path
+from clm.book.params import check_count, check_names, table_path
 from clm.data import read_texts
 from clm.errors import ConfigError
-from clm.scoring import load_scorers
+from clm.eval.scoring import load_scorers
+from clm.experiments import analysis, designs, sweep, sweep_perplexity
+from clm.experiments.tables import read_table
 
-P = clm.book.setup(preset, model, data_dir, run_dir, seed)
-ends = clm.Endpoints.load(clm.book.find_endpoints(P))
+P = clm.book.params.setup(preset, model, data_dir, run_dir, seed)
+ends = clm.Endpoints.load(clm.book.params.find_endpoints(P))
 attributes = check_names("attributes", attributes, ends.attributes)
 prompts_file = P.data_dir / "prompts" / "writing_prompts.jsonl" if prompts_file is None else prompts_file
 n_prompts = check_count("n_prompts", n_prompts) or P.preset.n_prompts
@@ -121,27 +122,27 @@ print(
 # %%
 base, tok = clm.load_base(P.model)
 im = clm.InterpolatedModel(base, tok, ends)
-scorers = load_scorers(path=clm.book.find_scorers(P))
+scorers = load_scorers(path=clm.book.params.find_scorers(P))
 print(f"endpoints: {ends}")
 print(f"scorers: {', '.join(scorers)} ({next(iter(scorers.values())).config['encoder']} encoder)")
 
 # %% [markdown]
 # ## The sweep
 #
-# `clm.sweep.single_attribute` makes one setting per α (marked `extrapolate` outside $[0, 1]$);
-# `clm.sweep.run_sweep` generates every (setting, prompt, sample), with rows of different α in
+# `clm.experiments.sweep.single_attribute` makes one setting per α (marked `extrapolate` outside $[0, 1]$);
+# `clm.experiments.sweep.run_sweep` generates every (setting, prompt, sample), with rows of different α in
 # the same batch, scores each continuation, and measures each continuation's perplexity under
 # the base model (`ppl`) and, once per setting, WikiText-2 perplexity (`wikitext_ppl`). Each
 # attribute's table goes to `<run_dir>/tables/single_<attribute>.parquet`, the base model's to
 # `tables/base.parquet`; finished batches are kept, so an interrupted sweep resumes. Where the
 # reference run's tables ship with `clm` for these very endpoints, they are copied in first
-# (`clm.book.table_path`), and only what differs from them is generated.
+# (`clm.book.params.table_path`), and only what differs from them is generated.
 
 # %%
 gen = dict(
     P.sweep_kwargs(n_prompts, n_samples, fluency),
     scorers=scorers,
-    perplexity=sweep.wikitext_perplexity(
+    perplexity=sweep_perplexity.wikitext_perplexity(
         im,
         P.data_dir / "eval" / "wikitext2_test.raw.txt",
         max_tokens=ppl_tokens,
@@ -150,11 +151,11 @@ gen = dict(
     ),
 )
 base_table = sweep.run_sweep(
-    im, sweep.custom(["base"], design="base"), prompts_file, out=table_path(P, "base.parquet", ends), **gen
+    im, designs.custom(["base"], design="base"), prompts_file, out=table_path(P, "base.parquet", ends), **gen
 )
 single = {
     a: sweep.run_sweep(
-        im, sweep.single_attribute(a, alphas), prompts_file, out=table_path(P, f"single_{a}.parquet", ends), **gen
+        im, designs.single_attribute(a, alphas), prompts_file, out=table_path(P, f"single_{a}.parquet", ends), **gen
     )
     for a in attributes
 }
@@ -182,8 +183,8 @@ plt.show()
 # model, a measure of how unusual the generated text is. Log scales; dashed: the base model.
 
 # %%
-ppl_tables = [sweep.read_table(tables / f"single_{a}_perplexity.parquet") for a in attributes]
-ppl = pd.concat([*ppl_tables, sweep.read_table(tables / "base_perplexity.parquet")], ignore_index=True)
+ppl_tables = [read_table(tables / f"single_{a}_perplexity.parquet") for a in attributes]
+ppl = pd.concat([*ppl_tables, read_table(tables / "base_perplexity.parquet")], ignore_index=True)
 base_ppl = float(ppl.loc[ppl.setting == "base", "wikitext_ppl"].iloc[0])
 fig = plots.perplexity_curve(ppl, attributes, column="wikitext_ppl")
 fig.axes[0].set_title("WikiText-2")
@@ -201,7 +202,7 @@ ratio.T
 # %% [markdown]
 # ## How predictable is the dial?
 #
-# `clm.analysis.predictability` summarises each response curve over α ∈ [0, 1]: Spearman ρ
+# `clm.experiments.analysis.predictability` summarises each response curve over α ∈ [0, 1]: Spearman ρ
 # between α and the mean score per α, the linear fit's R², the range (mean at α = 1 minus mean
 # at α = 0), each with a bootstrap 95 % interval (resampling the continuations within each α).
 # An attribute **passes** if ρ ≥ 0.9, the range is ≥ 0.25, and perplexity stays within 1.3×
@@ -269,7 +270,7 @@ prompt = prompts[example_prompt]
 print(f"prompt {example_prompt}: {prompt!r}")
 rows = []
 for a in attributes:
-    for s in sweep.single_attribute(a, example_alphas):
+    for s in designs.single_attribute(a, example_alphas):
         (g,) = im.generate(
             [prompt], weights=s.weights, max_new_tokens=P.preset.max_new_tokens, seed=seed, progress=False
         )
@@ -289,7 +290,7 @@ _ = P.record(
     n_prompts=len(prompts),
     n_samples=n_samples,
     n_generations=len(table) + len(base_table),
-    scorers=str(clm.book.find_scorers(P)),
+    scorers=str(clm.book.params.find_scorers(P)),
     response={
         a: {
             "mean_by_alpha": analysis.mean_by_alpha(table, a),

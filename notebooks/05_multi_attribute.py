@@ -62,16 +62,16 @@ import pandas as pd
 from transformers.utils import logging as hf_logging
 
 import clm
-import clm.book
+import clm.book.params
 import clm.plots as plots
-from clm import analysis, sweep
-from clm.book import check_count, check_names, table_path
+from clm.book.params import check_count, check_names, table_path
 from clm.data import read_texts
 from clm.errors import ConfigError
-from clm.scoring import load_scorers
+from clm.eval.scoring import load_scorers
+from clm.experiments import analysis, designs, sweep
 
-P = clm.book.setup(preset, model, data_dir, run_dir, seed)
-ends = clm.Endpoints.load(clm.book.find_endpoints(P))
+P = clm.book.params.setup(preset, model, data_dir, run_dir, seed)
+ends = clm.Endpoints.load(clm.book.params.find_endpoints(P))
 available = ends.attributes
 wanted = available if P.preset.name == "gpu" else [a for a in ("sentiment", "formality") if a in available]
 targets = check_names("targets", targets, available, default=wanted or available[:2])
@@ -119,23 +119,23 @@ print(
 # %%
 base, tok = clm.load_base(P.model)
 im = clm.InterpolatedModel(base, tok, ends)
-scorers = load_scorers(path=clm.book.find_scorers(P))
+scorers = load_scorers(path=clm.book.params.find_scorers(P))
 gen = dict(P.sweep_kwargs(n_prompts, n_samples, fluency=False), scorers=scorers)  # this chapter reads scores only
 # the base model's rows (chapter 4 made them; computed here if missing)
 base_table = sweep.run_sweep(
-    im, sweep.custom(["base"], design="base"), prompts_file, out=table_path(P, "base.parquet", ends), **gen
+    im, designs.custom(["base"], design="base"), prompts_file, out=table_path(P, "base.parquet", ends), **gen
 )
 print(f"endpoints: {ends}")
 
 # %% [markdown]
 # ## The λ design
 #
-# `clm.sweep.multi_attribute(target, attributes, lams)` gives the paper's settings: for each λ
+# `clm.experiments.sweep.multi_attribute(target, attributes, lams)` gives the paper's settings: for each λ
 # and each target α, the target at λ and the others at $(1 - \lambda) / (K - 1)$ each, α = 1.
 # One example setting, and the plan:
 
 # %%
-design = {t: sweep.multi_attribute(t, available, lams=lams, alphas=target_alphas) for t in targets}
+design = {t: designs.multi_attribute(t, available, lams=lams, alphas=target_alphas) for t in targets}
 print(design[targets[0]][0])
 multi = {
     t: sweep.run_sweep(im, design[t], prompts_file, out=table_path(P, f"multi_{t}.parquet", ends), **gen)
@@ -189,7 +189,7 @@ for t in targets:
 # %% [markdown]
 # ## The simplex
 #
-# Three attributes, all at α = 1, with λ over the simplex (`clm.sweep.simplex`); each panel is
+# Three attributes, all at α = 1, with λ over the simplex (`clm.experiments.sweep.simplex`); each panel is
 # the mean score of one attribute at every λ point (white dots), interpolated between them.
 # An attribute whose dial works should be brightest at its own corner.
 
@@ -197,7 +197,7 @@ for t in targets:
 if len(simplex_attributes) == 3:
     simplex = sweep.run_sweep(
         im,
-        sweep.simplex(simplex_attributes, step=simplex_step),
+        designs.simplex(simplex_attributes, step=simplex_step),
         prompts_file,
         out=table_path(P, "simplex.parquet", ends),
         **gen,

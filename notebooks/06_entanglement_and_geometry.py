@@ -22,7 +22,7 @@
 #
 # **The entanglement matrix.** For each attribute $i$ swept alone (chapter 4), and each scored
 # attribute $j$, $E_{ij}$ is the least-squares slope of the mean score of $j$ against
-# $\alpha_i$ over $[0, 1]$, divided by the diagonal slope $E_{ii}$ (`clm.analysis.entanglement`).
+# $\alpha_i$ over $[0, 1]$, divided by the diagonal slope $E_{ii}$ (`clm.experiments.analysis.entanglement`).
 # $E_{ij} = 0.5$ means that moving $\alpha_i$ moves attribute $j$ half as much as it moves
 # attribute $i$; the sign says in which direction.
 #
@@ -48,14 +48,15 @@ import pandas as pd
 from transformers.utils import logging as hf_logging
 
 import clm
-import clm.book
+import clm.book.params
 import clm.plots as plots
-from clm import analysis, sweep
-from clm.book import check_count, check_names, table_path
-from clm.scoring import load_scorers
+from clm.book.params import check_count, check_names, table_path
+from clm.eval.scoring import load_scorers
+from clm.experiments import analysis, designs, sweep
+from clm.experiments.tables import read_table
 
-P = clm.book.setup(preset, model, data_dir, run_dir, seed)
-ends = clm.Endpoints.load(clm.book.find_endpoints(P))
+P = clm.book.params.setup(preset, model, data_dir, run_dir, seed)
+ends = clm.Endpoints.load(clm.book.params.find_endpoints(P))
 attributes = check_names("attributes", attributes, ends.attributes)
 prompts_file = P.data_dir / "prompts" / "writing_prompts.jsonl" if prompts_file is None else prompts_file
 n_prompts = check_count("n_prompts", n_prompts) or P.preset.n_prompts
@@ -77,16 +78,16 @@ missing = [a for a in attributes if not table_path(P, f"single_{a}.parquet", end
 if missing:
     base, tok = clm.load_base(P.model)
     im = clm.InterpolatedModel(base, tok, ends)
-    scorers = load_scorers(path=clm.book.find_scorers(P))
+    scorers = load_scorers(path=clm.book.params.find_scorers(P))
 single, source = {}, {}
 for a in attributes:
     path = tables / f"single_{a}.parquet"
     if a not in missing:
-        single[a], source[a] = sweep.read_table(path), "chapter 4"
+        single[a], source[a] = read_table(path), "chapter 4"
     else:
         single[a] = sweep.run_sweep(
             im,
-            sweep.single_attribute(a, P.preset.sweep_alphas),
+            designs.single_attribute(a, P.preset.sweep_alphas),
             prompts_file,
             scorers,
             out=path,
@@ -162,7 +163,7 @@ if len(pairs):
 # ## Weight-space geometry
 #
 # Each endpoint is one vector: all of its modules' $\Delta W = s\,BA$ flattened together.
-# `clm.analysis.endpoint_gram` computes every inner product $\langle \Delta W_k, \Delta W_l
+# `clm.experiments.analysis.endpoint_gram` computes every inner product $\langle \Delta W_k, \Delta W_l
 # \rangle_F$ from the low-rank factors (no $\Delta W$ is ever formed); cosines and Frobenius
 # distances follow from it. Two endpoints with cosine near 0 change the model in unrelated
 # directions.
@@ -210,13 +211,13 @@ geometry_vs_behaviour
 #
 # Every setting $(\alpha, \lambda)$ is a point $\theta_0 + \sum_k c_k \Delta W_k$ in weight space,
 # linear in the endpoints, so the distances between any settings follow exactly from the Gram
-# matrix above; classical MDS draws them in the plane (`clm.analysis.mds_embedding`). Lines:
+# matrix above; classical MDS draws them in the plane (`clm.experiments.analysis.mds_embedding`). Lines:
 # each attribute's α path over the grid (hollow dots in the extrapolation bands); grey: equal
 # mixtures of all attributes at α = 0, ½ and 1; the star: the base model.
 
 # %%
-paths = [s for a in attributes for s in sweep.single_attribute(a, P.preset.sweep_alphas)]
-mixtures = sweep.custom(
+paths = [s for a in attributes for s in designs.single_attribute(a, P.preset.sweep_alphas)]
+mixtures = designs.custom(
     [clm.Weights({a: x for a in attributes}, {a: 1 / len(attributes) for a in attributes}) for x in (0.0, 0.5, 1.0)],
     design="mixture",
 )

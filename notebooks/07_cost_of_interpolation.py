@@ -32,7 +32,7 @@
 #
 # **The merge planner** (`clm.merge`). When every row shares one setting, the delta can instead
 # be merged once, $W \leftarrow W_0 + \sum_k c_k s_k B_k A_k$, and the model then runs at the
-# base model's speed. `clm.merge.plan` merges when the one-off cost (2·d_in·d_out·R FLOPs, or
+# base model's speed. `clm.core.merge.plan` merges when the one-off cost (2·d_in·d_out·R FLOPs, or
 # 4·d_in·d_out weights moved to save, merge and restore) is below the fused path's extra work over
 # the job (2·n·R·(d_in + d_out) FLOPs per step of n tokens, and R·(d_in + d_out) adapter weights
 # read per step). On exit the original weights are copied back from a saved clone: bit-exact. A
@@ -93,11 +93,11 @@ import torch
 import transformers
 from IPython.display import Markdown, display
 
-import clm.book
-from clm import bench
+import clm.book.params
+from clm.bench import run as bench
 from clm.errors import ConfigError
 
-P = clm.book.setup(preset, model, data_dir, run_dir, seed, need_data=False)
+P = clm.book.params.setup(preset, model, data_dir, run_dir, seed, need_data=False)
 tiny = P.preset.name == "tiny"
 gpu = torch.cuda.is_available()
 if rerun_benchmark is None:
@@ -107,7 +107,7 @@ repeats = repeats or (1 if tiny else 2)
 for name, value in (("new_tokens", new_tokens), ("repeats", repeats)):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a positive integer or None, got {value!r}")
-SAVED = clm.book.ASSETS / "bench" / "cpu-smollm2-135m.json"
+SAVED = clm.book.params.ASSETS / "bench" / "cpu-smollm2-135m.json"
 plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100})
 pd.set_option("display.precision", 3)
 transformers.utils.logging.set_verbosity_error()  # no loading bars or deprecation notes in the outputs

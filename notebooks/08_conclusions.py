@@ -50,12 +50,12 @@ import math
 import pandas as pd
 from IPython.display import display
 
-import clm.book
-from clm.attributes import ATTRIBUTES, NAMES
+import clm.book.params
+from clm.core.attributes import ATTRIBUTES, NAMES
+from clm.core.weights import STABLE_BOUNDS
 from clm.errors import ConfigError
-from clm.weights import STABLE_BOUNDS
 
-P = clm.book.setup(preset, model, data_dir, run_dir, seed, need_data=False)
+P = clm.book.params.setup(preset, model, data_dir, run_dir, seed, need_data=False)
 for name, value in dict(
     min_spearman=min_spearman, min_range=min_range, max_ppl_ratio=max_ppl_ratio, entangled_at=entangled_at
 ).items():

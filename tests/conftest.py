@@ -34,7 +34,7 @@ def clm_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def pico_dir(clm_cache) -> Path:
-    from clm.models import resolve_base
+    from clm.core.models import resolve_base
 
     return resolve_base("pico")[1]
 
@@ -59,14 +59,14 @@ def make_adapter(base_dir: Path, out: Path, seed: int, r: int = 4, alpha: int = 
 
 def run_chapter(tmp_path: Path, stem: str, **parameters):
     """Execute ``notebooks/<stem>.py`` with papermill at preset tiny into ``tmp_path``; return the
-    executed notebook. Unlike ``clm.pipeline.execute`` it keeps every output (no quieting, no
+    executed notebook. Unlike ``clm.book.pipeline.execute`` it keeps every output (no quieting, no
     stripping), so tests can assert on what a chapter prints."""
     import jupytext
     import nbformat
     import papermill as pm
 
-    from clm.book import REPO
-    from clm.pipeline import KERNELSPEC
+    from clm.book.params import REPO
+    from clm.book.pipeline import KERNELSPEC
 
     nb = jupytext.read(REPO / "notebooks" / f"{stem}.py")
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
@@ -125,12 +125,12 @@ def book_run(clm_cache, tmp_path_factory):
     """The whole pipeline at preset tiny, once per session: every notebook of _toc.yml that
     exists is executed into a staging dir (never into notebooks/), then the book is built there.
 
-    Returns a namespace: cfg (clm.pipeline.Config), results, log (lines), html (the HTML dir),
+    Returns a namespace: cfg (clm.book.pipeline.Config), results, log (lines), html (the HTML dir),
     book (the staged book sources).
     """
     from types import SimpleNamespace
 
-    from clm import pipeline
+    from clm.book import pipeline
 
     root = tmp_path_factory.mktemp("book-run")
     cfg = pipeline.Config(preset="tiny", run_dir=root / "run", out_dir=root / "executed", allow_missing=True)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import clm
-from clm import analysis, sweep
-from clm.endpoints import LoraFactors
-from clm.lora import delta_weight
+from clm.core.endpoints import LoraFactors
+from clm.core.lora import delta_weight
+from clm.experiments import analysis, designs
 
 ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0]
 
@@ -192,7 +192,7 @@ def test_interpolated_points_and_mds_are_exact(endpoints_dir):
     assert P.loc["sentiment=1", "formality=1"] == pytest.approx(G.loc["sentiment/high", "formality/high"])
     # points along one attribute's α are collinear and evenly spaced: MDS puts them on a line
     alphas = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
-    emb = analysis.mds_embedding(G, sweep.single_attribute("sentiment", alphas), base=False)
+    emb = analysis.mds_embedding(G, designs.single_attribute("sentiment", alphas), base=False)
     xy = emb[["x", "y"]].to_numpy()
     assert np.abs(xy[:, 1]).max() == pytest.approx(0.0, abs=1e-6)
     step = analysis.distance_matrix(G).loc["sentiment/low", "sentiment/high"] * 0.5
@@ -203,5 +203,5 @@ def test_interpolated_points_and_mds_are_exact(endpoints_dir):
     D = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
     X = analysis.classical_mds(D)
     assert np.linalg.norm(X[:, None] - X[None], axis=-1) == pytest.approx(D, abs=1e-9)
-    both = analysis.mds_embedding(G, sweep.simplex(["sentiment", "formality"], step=0.5))
+    both = analysis.mds_embedding(G, designs.simplex(["sentiment", "formality"], step=0.5))
     assert both.setting.tolist()[-1] == "base" and len(both) == 4

@@ -22,7 +22,7 @@ import nbformat
 import pytest
 import yaml
 
-from clm.book import REPO
+from clm.book.params import REPO
 
 pytestmark = pytest.mark.notebooks
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clm.config import PRESETS, AttributeSpec, TrainConfig
 from clm.errors import ConfigError
+from clm.train.config import PRESETS, AttributeSpec, TrainConfig
 
 
 def test_paper_preset_is_the_papers_recipe():
@@ -132,7 +132,7 @@ def test_the_cpu_preset_recreates_every_shipped_endpoint():
     recorded pole_sha256 (config with its attribute's epochs and lr, data source) is the preset's."""
     import json
 
-    from clm.book import ASSETS
+    from clm.book.params import ASSETS
 
     shipped = ASSETS / "endpoints" / "smollm2-135m"
     manifest = json.loads((shipped / "manifest.json").read_text())

@@ -10,7 +10,7 @@ import pytest
 from conftest import make_adapter
 
 import clm
-from clm.models import build_pico, fingerprint_checkpoint
+from clm.core.models import build_pico, fingerprint_checkpoint
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:

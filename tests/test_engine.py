@@ -57,7 +57,7 @@ def _reference(pico_dir, deltas, weights: clm.Weights):
 
 @pytest.fixture(scope="module")
 def batch(pico_dir):
-    tok = clm.models.pico_tokenizer()
+    tok = clm.core.models.pico_tokenizer()
     texts = ["The cat sat on", "Once upon a ti", "A storm was on"]  # equal lengths: no padding
     return tok(texts, return_tensors="pt")["input_ids"]
 
@@ -171,7 +171,7 @@ def test_unwrap_restores_the_model(pico, endpoints_dir, batch):
 def test_mixed_ranks_and_targets(im):
     ranks = {}
     for name, mod in im.model.named_modules():
-        if isinstance(mod, clm.engine.InterpolatedLinear):
+        if isinstance(mod, clm.core.engine.InterpolatedLinear):
             ranks[name.rsplit(".", 1)[-1]] = mod.A.shape[0]
     # q and v carry all four adapters (4 + 2 + 3 + 4); k and o skip formality/low (r=3)
     assert ranks == {"q_proj": 13, "k_proj": 10, "v_proj": 13, "o_proj": 10}
@@ -200,7 +200,7 @@ def test_four_bit_base_end_to_end(tmp_path, batch):
     from conftest import make_adapter
     from peft import PeftModel
 
-    from clm.models import build_pico
+    from clm.core.models import build_pico
 
     base_dir = tmp_path / "pico64"
     build_pico(base_dir, hidden_size=64, intermediate_size=128)

@@ -1,7 +1,7 @@
 """The fused path and the merge planner pass the core's exact identities (pico, non-zero adapters).
 
 The reference for "an explicit merge" is built from the endpoint factors with
-:func:`clm.lora.merged_weight` (W0 + Σ c·s·B·A) written into a fresh copy of the base; the
+:func:`clm.core.lora.merged_weight` (W0 + Σ c·s·B·A) written into a fresh copy of the base; the
 endpoint identities compare with PEFT running one adapter alone.
 """
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import clm
-from clm.merge import BALANCE, merged, plan, plan_for
+from clm.core.merge import BALANCE, merged, plan, plan_for
 
 ATTRS = ("sentiment", "formality")
 ATOL = 2e-5  # fp32; fused, merged and the reference sum in different orders
@@ -37,13 +37,13 @@ def _explicit_merge(pico_dir, endpoints_dir, w: clm.Weights):
     with torch.no_grad():
         for name, ts in terms.items():
             W = modules[name].weight
-            W.copy_(clm.lora.merged_weight(W, ts))
+            W.copy_(clm.core.lora.merged_weight(W, ts))
     return model
 
 
 @pytest.fixture(scope="module")
 def batch():
-    tok = clm.models.pico_tokenizer()
+    tok = clm.core.models.pico_tokenizer()
     return tok(["The cat sat on", "Once upon a ti", "A storm was on"], return_tensors="pt")["input_ids"]
 
 
@@ -174,7 +174,7 @@ def test_weights_changed_and_changed_back_are_bit_identical(im, batch):
 
 
 def test_merged_generation_matches_fused(im):
-    from clm.merge import generate
+    from clm.core.merge import generate
 
     prompts = ["The cat", "Once upon a time"]
     w = SETTINGS[2]
@@ -198,14 +198,14 @@ def test_merge_refuses_per_row_settings_and_nesting(im):
             with im.merged("formality=1"):
                 pass
     with pytest.raises(clm.WeightsError, match="mode must be"):
-        clm.merge.generate(im, "x", mode="fast")
+        clm.core.merge.generate(im, "x", mode="fast")
 
 
 def test_four_bit_base_falls_back_to_fused(tmp_path):
     """bitsandbytes NF4 on the CPU needs d_in >= 64: a hidden-64 pico."""
     from conftest import make_adapter
 
-    from clm.models import build_pico
+    from clm.core.models import build_pico
 
     base_dir = tmp_path / "pico64"
     build_pico(base_dir, hidden_size=64, intermediate_size=128)
@@ -240,5 +240,5 @@ def test_cast_and_moved_models_drop_cached_factors(im, batch):
     got = im.logits(batch, weights=w)
     assert got.dtype == torch.float64
     torch.testing.assert_close(got.float(), ref, atol=ATOL, rtol=0)
-    mod = next(m for m in im.model.modules() if isinstance(m, clm.engine.InterpolatedLinear))
+    mod = next(m for m in im.model.modules() if isinstance(m, clm.core.engine.InterpolatedLinear))
     assert mod._active[1][1].dtype == torch.float64 and mod.A.dtype == torch.float64

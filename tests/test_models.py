@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 import clm
-from clm.models import EMBEDDED, fingerprint_checkpoint, resolve_base
+from clm.core.models import EMBEDDED, fingerprint_checkpoint, resolve_base
 
 
 def test_pico_is_deterministic(pico_dir, tmp_path):
-    from clm.models import build_pico
+    from clm.core.models import build_pico
 
     build_pico(tmp_path / "again")
     assert fingerprint_checkpoint(tmp_path / "again") == fingerprint_checkpoint(pico_dir)

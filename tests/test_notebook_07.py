@@ -41,7 +41,7 @@ def test_peak_memory_probe_reports_its_own_process_not_its_parent():
     import subprocess
     import sys
 
-    from clm.bench_methods import peak_rss_mib
+    from clm.bench.methods import peak_rss_mib
 
     ballast = b"\x01" * (300 * 2**20)  # this process now holds 300 MiB more than a fresh one needs
     code = "from clm.bench_methods import peak_rss_mib; print(peak_rss_mib())"

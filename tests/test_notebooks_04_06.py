@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from conftest import run_chapter
 
-from clm.attributes import NAMES
-from clm.book import REPO, check_count, check_names, find_endpoints, setup
+from clm.book.params import REPO, check_count, check_names, find_endpoints, setup
+from clm.core.attributes import NAMES
+from clm.core.weights import grid
 from clm.errors import ConfigError
-from clm.weights import grid
 
 pytestmark = pytest.mark.notebooks
 
@@ -172,7 +172,7 @@ def test_parameter_checks_are_one_line(tmp_path):
 
 
 def test_notebooks_are_in_the_toc():
-    from clm import pipeline
+    from clm.book import pipeline
 
     names = pipeline.toc_notebooks(REPO)
     for n in ("04_single_attribute", "05_multi_attribute", "06_entanglement_and_geometry"):
@@ -181,7 +181,7 @@ def test_notebooks_are_in_the_toc():
 
 def test_table_path_copies_shipped_tables_only_for_the_shipped_endpoints(tmp_path, endpoints_dir, monkeypatch):
     import clm
-    import clm.book
+    import clm.book.params
 
     assets = tmp_path / "assets"
     shutil.copytree(endpoints_dir, assets / "endpoints" / "pico")
@@ -193,13 +193,13 @@ def test_table_path_copies_shipped_tables_only_for_the_shipped_endpoints(tmp_pat
     tables = P.run_dir / "tables"
     # other endpoints (here: one attribute fewer): nothing is copied
     other = clm.Endpoints.create(tmp_path / "other", base="pico")
-    assert clm.book.table_path(P, "single_sentiment.parquet", other) == tables / "single_sentiment.parquet"
+    assert clm.book.params.table_path(P, "single_sentiment.parquet", other) == tables / "single_sentiment.parquet"
     assert not tables.exists()
     # no endpoints given, or no shipped table: nothing either
-    assert not clm.book.table_path(P, "single_sentiment.parquet").exists()
-    assert not clm.book.table_path(P, "base.parquet", clm.Endpoints.load(endpoints_dir)).exists()
+    assert not clm.book.params.table_path(P, "single_sentiment.parquet").exists()
+    assert not clm.book.params.table_path(P, "base.parquet", clm.Endpoints.load(endpoints_dir)).exists()
     # the shipped endpoints (a copy elsewhere is the same endpoints): the table and its perplexity
-    out = clm.book.table_path(P, "single_sentiment.parquet", clm.Endpoints.load(endpoints_dir))
+    out = clm.book.params.table_path(P, "single_sentiment.parquet", clm.Endpoints.load(endpoints_dir))
     assert out.read_bytes() == b"table" and (tables / "single_sentiment_perplexity.parquet").read_bytes() == b"ppl"
     assert sorted(p.name for p in tables.iterdir()) == [
         "single_sentiment.parquet",
@@ -207,7 +207,7 @@ def test_table_path_copies_shipped_tables_only_for_the_shipped_endpoints(tmp_pat
     ]
     # a table that exists is never replaced
     out.write_bytes(b"mine")
-    clm.book.table_path(P, "single_sentiment.parquet", clm.Endpoints.load(endpoints_dir))
+    clm.book.params.table_path(P, "single_sentiment.parquet", clm.Endpoints.load(endpoints_dir))
     assert out.read_bytes() == b"mine"
 
 

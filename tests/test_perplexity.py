@@ -10,7 +10,7 @@ import torch
 
 import clm
 from clm.errors import ConfigError, DataError
-from clm.perplexity import continuation_perplexity, distinct, distinct_n, sliding_window_perplexity, windows
+from clm.eval.perplexity import continuation_perplexity, distinct, distinct_n, sliding_window_perplexity, windows
 
 TEXT = "The quick brown fox jumps over the lazy dog. " * 3
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from clm import pipeline
-from clm.book import REPO
+from clm.book import pipeline
+from clm.book.params import REPO
 from clm.errors import ConfigError
 
 pytestmark = pytest.mark.notebooks
@@ -108,7 +108,7 @@ def test_volatile_metadata_is_stripped(book_run):
 
 def test_01_data_counts_match_the_data_readme(book_run):
     sizes = json.loads((book_run.cfg.run_dir / "metrics" / "01_data.json").read_text())["sizes"]
-    from clm.book import default_data_dir
+    from clm.book.params import default_data_dir
 
     readme = (default_data_dir() / "README.md").read_text()
     checked = 0

@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clm.attributes import ATTRIBUTES
+from clm.core.attributes import ATTRIBUTES
 from clm.errors import ConfigError, DataError
-from clm.models import _sha256_file
-from clm.scoring import (
+from clm.eval.scoring import (
     SHIPPED,
     Head,
     HeadScorer,
@@ -30,6 +29,7 @@ from clm.scoring import (
     reliability,
     score_texts,
 )
+from clm.io import sha256_file
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -57,7 +57,7 @@ def write_data(root: Path, attribute: str, split: str, n: int = 40) -> Path:
 @pytest.fixture(scope="module")
 def pico_heads(tmp_path_factory):
     """Heads trained on the pico encoder with toy data; test files written only afterwards."""
-    from clm.scorer_train import TrainConfig, train_heads
+    from clm.eval.heads import TrainConfig, train_heads
 
     root = tmp_path_factory.mktemp("toy")
     write_data(root, "sentiment", "train")
@@ -73,7 +73,7 @@ def test_head_matches_sklearn_and_round_trips(tmp_path):
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
-    from clm.scorer_train import fit_head
+    from clm.eval.heads import fit_head
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(80, 6))
@@ -95,7 +95,7 @@ def test_head_matches_sklearn_and_round_trips(tmp_path):
 
 
 def test_temperature_is_the_nll_minimum():
-    from clm.scorer_train import fit_temperature
+    from clm.eval.heads import fit_temperature
 
     rng = np.random.default_rng(1)
     z = rng.normal(size=2000) * 3
@@ -163,7 +163,7 @@ def test_trained_head_records_and_scores(pico_heads):
         "attributes/sentiment-tweets/positive.train.jsonl",
     }
     for d in rec["data"]:
-        assert d["sha256"] == _sha256_file(root / d["file"]) and d["used"] == 30 and d["val"] == 3
+        assert d["sha256"] == sha256_file(root / d["file"]) and d["used"] == 30 and d["val"] == 3
     sc = load_scorers(path=out)["sentiment"]
     assert isinstance(sc, HeadScorer) and (sc.low, sc.high) == ("negative", "positive")
     texts, y = load_test_split(root, "sentiment")
@@ -188,7 +188,7 @@ def test_empty_and_long_texts(pico_heads):
 
 
 def test_metrics_of_trained_heads(pico_heads):
-    from clm.scorer_train import write_metrics
+    from clm.eval.heads import write_metrics
 
     root, out, _ = pico_heads
     m = write_metrics(out, root, command="test")
@@ -211,13 +211,13 @@ def test_load_errors_and_bad_files(pico_heads, tmp_path):
     with pytest.raises(DataError, match="not UTF-8"):
         load_test_split(bad, "sentiment")
     with pytest.raises(ConfigError, match="head candidate"):
-        from clm.scorer_train import TrainConfig
+        from clm.eval.heads import TrainConfig
 
         TrainConfig(candidates=("svm:1",))
 
 
 def test_cli_train_and_evaluate(tmp_path, capsys):
-    from clm.scoring import main
+    from clm.eval.scoring import main
 
     write_data(tmp_path, "humor", "train", n=12)
     write_data(tmp_path, "humor", "test", n=6)
@@ -247,9 +247,9 @@ def test_finetune_tiny_bert(tmp_path):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from clm.encoders import pico_encoder_tokenizer
-    from clm.scorer_train import TrainConfig, finetune
-    from clm.scoring import HFScorer
+    from clm.eval.encoders import pico_encoder_tokenizer
+    from clm.eval.heads import TrainConfig, finetune
+    from clm.eval.scoring import HFScorer
 
     tok = pico_encoder_tokenizer()
     torch.manual_seed(0)
@@ -300,7 +300,7 @@ def test_shipped_heads_are_small_and_recorded():
         assert 0.5 < m["test_accuracy_main"] <= 1 and 0 <= m["ece_main"] < 0.5
         if SHARED_DATA.is_dir():  # the data they were trained on is the data that is here
             for d in rec["data"]:
-                assert d["sha256"] == _sha256_file(SHARED_DATA / d["file"])
+                assert d["sha256"] == sha256_file(SHARED_DATA / d["file"])
 
 
 @pytest.mark.slow
@@ -309,7 +309,7 @@ def test_shipped_heads_reproduce_reported_accuracy(attribute):
     """Acceptance 1: re-scoring the test files gives the accuracy in metrics.json."""
     if not SHARED_DATA.is_dir():
         pytest.skip("shared data not found")
-    from clm.scoring import evaluate
+    from clm.eval.scoring import evaluate
 
     metrics = json.loads((SHIPPED / "metrics.json").read_text())["attributes"][attribute]
     summary, _ = evaluate(load_scorers([attribute]), SHARED_DATA, progress=False)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import clm
-from clm import sweep
 from clm.errors import ConfigError, WeightsError
+from clm.experiments import designs, sweep, sweep_perplexity, tables
 
 PROMPTS = ["Once upon a time", "The cat", "A long and winding road to"]
 
@@ -47,19 +47,19 @@ def count_generate(im, monkeypatch) -> list:
 
 # ---------------------------------------------------------------------- designs
 def test_single_attribute_design_covers_the_extrapolation_bands():
-    s = sweep.single_attribute("sentiment")
+    s = designs.single_attribute("sentiment")
     alphas = [x.weights.alpha["sentiment"] for x in s]
     assert alphas == [-1, -0.75, -0.5, -0.25, 0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2]
     assert [x.weights.extrapolate for x in s] == [not 0 <= a <= 1 for a in alphas]
     assert {x.design for x in s} == {"single"} and {x.target for x in s} == {"sentiment"}
     assert str(s[4]) == "sentiment=0" and str(s[0]) == "sentiment=-1;extrapolate"
     with pytest.raises(WeightsError, match="outside the extrapolation bounds"):
-        sweep.single_attribute("sentiment", [3.0])
-    assert sweep.single_attribute("sentiment", [3.0], bounds=(-2, 3))[0].weights.alpha["sentiment"] == 3.0
+        designs.single_attribute("sentiment", [3.0])
+    assert designs.single_attribute("sentiment", [3.0], bounds=(-2, 3))[0].weights.alpha["sentiment"] == 3.0
 
 
 def test_multi_attribute_design_is_the_papers():
-    s = sweep.multi_attribute("sentiment", ["sentiment", "formality", "humor"])
+    s = designs.multi_attribute("sentiment", ["sentiment", "formality", "humor"])
     assert len(s) == 3 * 6
     for x in s:
         lam, alpha = x.weights.lam_resolved(), x.weights.alpha
@@ -68,31 +68,31 @@ def test_multi_attribute_design_is_the_papers():
         assert alpha["formality"] == alpha["humor"] == 1.0
     assert sorted({x.weights.alpha["sentiment"] for x in s}) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]
     with pytest.raises(ConfigError, match="besides"):
-        sweep.multi_attribute("sentiment", ["sentiment"])
+        designs.multi_attribute("sentiment", ["sentiment"])
 
 
 def test_simplex_design_step_02_has_21_points_summing_to_one():
-    s = sweep.simplex(["sentiment", "formality", "humor"])
+    s = designs.simplex(["sentiment", "formality", "humor"])
     assert len(s) == 21 and len(set(x.weights for x in s)) == 21
     for x in s:
         assert sum(x.weights.lam.values()) == pytest.approx(1.0)
         assert set(x.weights.alpha.values()) == {1.0}
     with pytest.raises(ConfigError):
-        sweep.simplex(["a", "b", "c"], step=0.3)
+        designs.simplex(["a", "b", "c"], step=0.3)
 
 
 def test_custom_design_and_setting_columns():
-    s = sweep.custom(["base", {"sentiment": 0.5}, clm.Weights({"formality": 1.0})])
-    cols = sweep.setting_columns(s[1], ["sentiment", "formality"])
+    s = designs.custom(["base", {"sentiment": 0.5}, clm.Weights({"formality": 1.0})])
+    cols = designs.setting_columns(s[1], ["sentiment", "formality"])
     assert cols["setting"] == "sentiment=0.5" and cols["alpha_sentiment"] == 0.5 and cols["lam_sentiment"] == 1.0
     assert math.isnan(cols["alpha_formality"]) and cols["lam_formality"] == 0.0
     assert clm.Weights.from_json(cols["weights"]) == s[1].weights
-    assert sweep.setting_columns(s[0], ["sentiment"])["setting"] == "base"
+    assert designs.setting_columns(s[0], ["sentiment"])["setting"] == "base"
 
 
 # ---------------------------------------------------------------------- running
 def test_small_grid_end_to_end(im, tmp_path):
-    settings = sweep.single_attribute("sentiment", [0.0, 0.5, 1.0]) + sweep.custom(["base"])
+    settings = designs.single_attribute("sentiment", [0.0, 0.5, 1.0]) + designs.custom(["base"])
     out = tmp_path / "t.parquet"
     kw = dict(n_samples=2, seeds=[0, 1], max_new_tokens=6, batch_size=12)
 
@@ -116,7 +116,7 @@ def test_small_grid_end_to_end(im, tmp_path):
     assert (t.n_tokens <= 6).all() and (t.n_tokens > 0).any()
     assert np.isfinite(t.ppl[t.n_tokens > 0]).all() and (t.ppl[t.n_tokens > 0] > 1).all()
     assert t.prompt.tolist() == [PROMPTS[i] for i in t.prompt_index]
-    pd.testing.assert_frame_equal(sweep.read_table(out), t)
+    pd.testing.assert_frame_equal(tables.read_table(out), t)
     assert not (tmp_path / "t.parquet.parts").exists()  # parts are folded into the table
     # a second run generates nothing and gives the same table
     again = run(out=out, progress=False, dry_run=True)
@@ -124,7 +124,7 @@ def test_small_grid_end_to_end(im, tmp_path):
 
 
 def test_crash_then_rerun_skips_finished_batches(im, tmp_path, monkeypatch):
-    settings = sweep.single_attribute("sentiment", [0.0, 1.0, 2.0])
+    settings = designs.single_attribute("sentiment", [0.0, 1.0, 2.0])
     kw = dict(n_samples=1, seeds=[3], max_new_tokens=5, batch_size=2, fluency=None, progress=False)
     ref = sweep.run_sweep(im, settings, PROMPTS, scorers(), **kw)  # uninterrupted, in memory; 9 rows, 5 batches
     out = tmp_path / "s.csv"
@@ -139,13 +139,13 @@ def test_crash_then_rerun_skips_finished_batches(im, tmp_path, monkeypatch):
     assert t.continuation.tolist() == ref.continuation.tolist()  # as if it never crashed
     assert np.allclose(t.score_sentiment, ref.score_sentiment)
     pd.testing.assert_frame_equal(
-        sweep.read_table(out)[["setting", "prompt_index", "seed"]], t[["setting", "prompt_index", "seed"]]
+        tables.read_table(out)[["setting", "prompt_index", "seed"]], t[["setting", "prompt_index", "seed"]]
     )
 
     sweep.run_sweep(im, settings, PROMPTS, scorers(), out=out, **kw)
     assert len(calls) == 2  # all done: nothing generated
     # a grown sweep keeps the chunks it shares with the old one (settings appended at the end)
-    more = settings + sweep.single_attribute("sentiment", [-1.0])
+    more = settings + designs.single_attribute("sentiment", [-1.0])
     t2 = sweep.run_sweep(im, more, PROMPTS, {**scorers(), "humor": Frac("xyz")}, out=out, **kw)
     assert len(t2) == 12 and len(calls) == 2 + 2  # the last old batch (1 row) is regrouped, plus one new
     assert t2.continuation.tolist()[:8] == ref.continuation.tolist()[:8]
@@ -153,7 +153,7 @@ def test_crash_then_rerun_skips_finished_batches(im, tmp_path, monkeypatch):
 
 
 def test_batched_settings_equal_one_setting_at_a_time_greedy(im, monkeypatch):
-    settings = sweep.custom(["sentiment=0.3,formality=0.9", "sentiment=1", "formality=0", "base"])
+    settings = designs.custom(["sentiment=0.3,formality=0.9", "sentiment=1", "formality=0", "base"])
     calls = count_generate(im, monkeypatch)
     t = sweep.run_sweep(
         im,
@@ -183,7 +183,7 @@ def test_perplexity_per_setting_is_measured_once_and_resumes(im, tmp_path):
         seen.append(str(w))
         return 10.0 + w.alpha.get("sentiment", 0.0)
 
-    settings = sweep.single_attribute("sentiment", [0.0, 1.0])
+    settings = designs.single_attribute("sentiment", [0.0, 1.0])
     t = sweep.run_sweep(
         im,
         settings,
@@ -197,8 +197,8 @@ def test_perplexity_per_setting_is_measured_once_and_resumes(im, tmp_path):
     )
     assert seen == ["sentiment=0", "sentiment=1"]
     assert t.groupby("setting").wikitext_ppl.first().to_dict() == {"sentiment=0": 10.0, "sentiment=1": 11.0}
-    table = sweep.perplexity_table(
-        settings + sweep.custom(["base"]), ppl, ["sentiment"], out=tmp_path / "p_perplexity.parquet"
+    table = sweep_perplexity.perplexity_table(
+        settings + designs.custom(["base"]), ppl, ["sentiment"], out=tmp_path / "p_perplexity.parquet"
     )
     assert seen == ["sentiment=0", "sentiment=1", "base"] and table.wikitext_ppl.tolist() == [10.0, 11.0, 10.0]
     assert table.alpha_sentiment.tolist()[:2] == [0.0, 1.0]
@@ -216,26 +216,26 @@ def test_perplexity_table_reuses_values_only_in_the_same_context(tmp_path):
         return ppl
 
     out = tmp_path / "ppl.parquet"
-    settings = sweep.single_attribute("sentiment", [0.0, 1.0])
-    sweep.perplexity_table(settings, make("ends-A", 10.0), ["sentiment"], out=out)
-    again = sweep.perplexity_table(settings, make("ends-A", 99.0), ["sentiment"], out=out)
+    settings = designs.single_attribute("sentiment", [0.0, 1.0])
+    sweep_perplexity.perplexity_table(settings, make("ends-A", 10.0), ["sentiment"], out=out)
+    again = sweep_perplexity.perplexity_table(settings, make("ends-A", 99.0), ["sentiment"], out=out)
     assert again.wikitext_ppl.tolist() == [10.0, 11.0] and len(calls) == 2  # same context: reused
-    retrained = sweep.perplexity_table(settings, make("ends-B", 20.0), ["sentiment"], out=out)
+    retrained = sweep_perplexity.perplexity_table(settings, make("ends-B", 20.0), ["sentiment"], out=out)
     assert retrained.wikitext_ppl.tolist() == [20.0, 21.0] and len(calls) == 4  # new context: measured
 
 
 def test_wikitext_perplexity_context_names_endpoints_and_settings(im, tmp_path):
     f = tmp_path / "w.txt"
     f.write_text("a b c\n")
-    a = sweep.wikitext_perplexity(im, f, window=64, stride=32)
-    b = sweep.wikitext_perplexity(im, f, window=32, stride=16)
+    a = sweep_perplexity.wikitext_perplexity(im, f, window=64, stride=32)
+    b = sweep_perplexity.wikitext_perplexity(im, f, window=32, stride=16)
     assert a.context != b.context and "window" in a.context
     moved = tmp_path / "elsewhere" / "w.txt"
     moved.parent.mkdir()
     moved.write_text("a b c\n")
-    assert sweep.wikitext_perplexity(im, moved, window=64, stride=32).context == a.context  # content, not path
+    assert sweep_perplexity.wikitext_perplexity(im, moved, window=64, stride=32).context == a.context  # content, not path
     moved.write_text("a b d\n")
-    assert sweep.wikitext_perplexity(im, moved, window=64, stride=32).context != a.context
+    assert sweep_perplexity.wikitext_perplexity(im, moved, window=64, stride=32).context != a.context
 
 
 def test_bad_input_fails_before_any_work(im, tmp_path, monkeypatch):
@@ -259,7 +259,7 @@ def test_prompts_file_is_read_with_read_texts(im, tmp_path):
 
 
 def test_head_scorers_share_one_embedding_pass_per_batch():
-    from clm.scoring import Head, HeadScorer
+    from clm.eval.scoring import Head, HeadScorer
 
     class Encoder:  # a stand-in for clm.encoders: 2 features per text
         id, calls = "fake", 0
@@ -291,7 +291,7 @@ def test_head_scorers_share_one_embedding_pass_per_batch():
 def test_wikitext_perplexity_callable_changes_with_the_weights(im, tmp_path):
     f = tmp_path / "wiki.txt"
     f.write_text("The quick brown fox jumps over the lazy dog.\n" * 8)
-    ppl = sweep.wikitext_perplexity(im, f, max_tokens=96, window=64, stride=32)
+    ppl = sweep_perplexity.wikitext_perplexity(im, f, max_tokens=96, window=64, stride=32)
     base, pos = ppl(clm.Weights.base()), ppl(clm.Weights({"sentiment": 1.0}))
     assert 1 < base and 1 < pos and base != pos
     assert base == ppl(clm.Weights.base())

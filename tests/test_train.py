@@ -17,11 +17,11 @@ import pytest
 import torch
 
 import clm
-from clm.config import TrainConfig
+from clm.core.models import pico_tokenizer
 from clm.data import pack_blocks
 from clm.errors import ClmError
-from clm.models import pico_tokenizer
-from clm.train import loss_table, train_endpoints
+from clm.train.config import TrainConfig
+from clm.train.trainer import loss_table, train_endpoints
 
 REPO = Path(__file__).resolve().parents[1]
 # Resume restores the optimizer, scheduler, RNG states and the data order, so the result is the
@@ -93,7 +93,7 @@ def test_pack_blocks_with_a_string_separator():
 
 
 def test_separator_string_joins_texts_and_eos_is_the_default(data_dir):
-    from clm.train import load_pole
+    from clm.train.trainer import load_pole
 
     tok = pico_tokenizer()
     nl = _cfg(data_dir, separator="\n\n", eval_fraction=0.0, block_size=128)
@@ -166,7 +166,7 @@ def test_loss_curve_figure(trained):
     import matplotlib
 
     matplotlib.use("Agg")
-    from clm.train import plot_loss_curves
+    from clm.train.trainer import plot_loss_curves
 
     g = plot_loss_curves(trained)
     assert len(g.axes.flat) == 1 and g.axes.flat[0].lines
@@ -214,8 +214,8 @@ def test_kill_and_resume_matches_uninterrupted(trained, data_dir, tmp_path):
     script.write_text(
         "import os, sys\n"
         "from transformers import TrainerCallback\n"
-        "from clm.config import TrainConfig\n"
-        "from clm.train import train_endpoints\n"
+        "from clm.train.config import TrainConfig\n"
+        "from clm.train.trainer import train_endpoints\n"
         "class Kill(TrainerCallback):\n"
         "    def on_step_begin(self, args, state, control, **kw):\n"
         "        if state.global_step == 4:  # checkpoint-4 is on disk, step 5 never finishes\n"
@@ -246,7 +246,7 @@ def test_two_processes_give_valid_endpoints(data_dir, tmp_path):
         "--nproc_per_node",
         "2",
         "-m",
-        "clm.cli_train",
+        "clm.cli.train",
         "--config",
         str(tmp_path / "cfg.yaml"),
         "--run-dir",
@@ -316,7 +316,7 @@ def test_bad_input_is_one_line_and_writes_nothing(data_dir, tmp_path, over, word
 
 
 def test_csv_label_filter_selects_a_pole(data_dir):
-    from clm.train import load_pole
+    from clm.train.trainer import load_pole
 
     cfg = TrainConfig.from_dict(
         _mood({"path": "mixed.csv", "label_column": "label", "label_value": 0}, preset="tiny", data_dir=str(data_dir))
@@ -329,7 +329,7 @@ def test_csv_label_filter_selects_a_pole(data_dir):
 def test_hub_dataset_source_goes_through_datasets(data_dir, monkeypatch):
     import datasets
 
-    from clm.train import load_pole
+    from clm.train.trainer import load_pole
 
     calls = []
 
@@ -349,7 +349,7 @@ def test_hub_dataset_source_goes_through_datasets(data_dir, monkeypatch):
 
 
 def test_endpoints_of_another_base_are_refused(data_dir, tmp_path):
-    from clm.models import build_pico
+    from clm.core.models import build_pico
 
     other = tmp_path / "pico-other"
     build_pico(other, seed=1)
@@ -362,7 +362,8 @@ def test_endpoints_of_another_base_are_refused(data_dir, tmp_path):
 def test_tune_and_release_read_a_finished_run(trained, pico, tmp_path):
     """clm.tune's held-out losses and dev control, and clm.release's shipped copy and README."""
     import clm
-    from clm import release, tune
+    from clm.experiments import tune
+    from clm.train import release
 
     losses = tune.held_out_losses(trained)
     for pole in ("sad", "glad"):
@@ -383,7 +384,7 @@ def test_tune_and_release_read_a_finished_run(trained, pico, tmp_path):
     res = tune.dev_control(
         im, ["mood"], ["Once", "It was"], {"mood": scorer}, samples=2, max_new_tokens=6, out_dir=tmp_path
     )["mood"]
-    table = clm.sweep.read_table(tmp_path / "dev_control.parquet")
+    table = clm.experiments.tables.read_table(tmp_path / "dev_control.parquet")
     assert len(table) == 3 * 2 * 2  # base, α = 0, α = 1 x 2 prompts x 2 samples
     for a in (0.0, 1.0):
         texts = table[table.alpha_mood == a].continuation.fillna("").tolist()

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clm import Weights, WeightsError
-from clm.weights import as_weights_list, grid
+from clm.core.weights import as_weights_list, grid
 
 names = st.sampled_from(["sentiment", "formality", "humor", "politeness", "simplicity"])
 alphas = st.floats(-1, 2, allow_nan=False, allow_infinity=False)

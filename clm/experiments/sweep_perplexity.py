@@ -1,0 +1,108 @@
+"""Perplexity per setting: the fluency side of a sweep.
+
+:func:`wikitext_perplexity` turns a text file (WikiText-2 test) into a ``weights -> perplexity``
+callable that names what its values depend on (the endpoints, the text's sha256 and the window
+settings); :func:`perplexity_table` measures it once per setting, resumably, reusing stored values
+only in the same context. Both are re-exported by :mod:`clm.sweep`, whose ``run_sweep(perplexity=)``
+calls them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from clm.core.weights import Weights
+from clm.experiments.designs import as_settings, setting_columns
+from clm.experiments.tables import check_out, endpoints_digest, read_table, write_table
+
+
+def wikitext_perplexity(im: Any, path: str | os.PathLike, **kwargs: Any) -> Callable[[Weights], float]:
+    """``weights -> perplexity`` of ``im`` on a text file (e.g. WikiText-2 test), for
+    :func:`perplexity_table` and ``run_sweep(perplexity=...)``. ``kwargs`` go to
+    :func:`clm.eval.perplexity.sliding_window_perplexity` (``max_tokens``, ``stride``, ``window``...)."""
+
+    text: list[str] = []  # the file's text, read once; cut after max_tokens when that is exact
+
+    def perplexity(weights: Weights) -> float:
+        from clm.eval.perplexity import sliding_window_perplexity
+
+        if not text:
+            text.append(_text_for(im.tokenizer, path, kwargs.get("max_tokens")))
+        return sliding_window_perplexity(im, text=text[0], weights=weights, progress=False, **kwargs).ppl
+
+    # What a stored value depends on besides the weights: perplexity_table reuses only matches.
+    # The text is named by its content, not its path, so tables measured on one machine are
+    # reused on another that keeps the same file elsewhere.
+    text_sha256 = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    perplexity.context = json.dumps(
+        {"endpoints": endpoints_digest(im), "text_sha256": text_sha256, "kwargs": kwargs}, sort_keys=True, default=str
+    )
+    return perplexity
+
+
+def _text_for(tok: Any, path: str | os.PathLike, max_tokens: int | None) -> str:
+    """The text :func:`clm.eval.perplexity.sliding_window_perplexity` reads from ``path`` (its non-blank
+    lines), cut at the first line end after ``max_tokens`` tokens if the cut text gives the same
+    first ``max_tokens`` tokens (so each setting does not re-tokenize a whole WikiText-2)."""
+    from clm.io import read_utf8
+
+    full = "\n".join(line for line in read_utf8(Path(path)).splitlines() if line.strip())
+    if not max_tokens:
+        return full
+    ids = tok(full, add_special_tokens=False, verbose=False, return_offsets_mapping=True)
+    if len(ids["input_ids"]) <= max_tokens:
+        return full
+    end = full.find("\n", ids["offset_mapping"][max_tokens][1])
+    cut = full if end < 0 else full[:end]
+    same = tok(cut, add_special_tokens=False, verbose=False)["input_ids"][:max_tokens] == ids["input_ids"][:max_tokens]
+    return cut if same else full
+
+
+def perplexity_table(
+    settings: Any,
+    perplexity: Callable[[Weights], float],
+    attributes: Sequence[str] | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    progress: bool | None = None,
+) -> Any:
+    """One row per setting with ``wikitext_ppl = perplexity(weights)`` and the setting columns.
+
+    Resumable: with ``out`` (.parquet or .csv), settings already measured there are skipped and
+    the table is rewritten after each new setting."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    settings = as_settings(settings)
+    out = check_out(out)
+    if attributes is None:
+        attributes = list(dict.fromkeys(a for s in settings for a in s.weights.alpha))
+    # Stored values are reused only when measured in the same context (endpoints, text file and
+    # window settings), so retrained endpoints or another window never reuse stale perplexities.
+    context = str(getattr(perplexity, "context", ""))
+    known: dict[str, float] = {}
+    if out is not None and out.is_file():
+        old = read_table(out)
+        if "context" in old:
+            old = old[old["context"].astype(str) == context]
+            known = dict(zip(old["weights"], old["wikitext_ppl"]))
+    rows = []
+    for s in tqdm(settings, desc="perplexity", disable=(not progress) if progress is not None else None):
+        key = s.weights.to_json()
+        if key not in known:
+            known[key] = float(perplexity(s.weights))
+            if out is not None:
+                write_table(
+                    pd.DataFrame({"weights": list(known), "wikitext_ppl": list(known.values()), "context": context}),
+                    out,
+                )
+        rows.append({**setting_columns(s, attributes), "wikitext_ppl": known[key], "context": context})
+    table = pd.DataFrame.from_records(rows).drop_duplicates("weights", ignore_index=True)
+    if out is not None:
+        write_table(table, out)
+    return table
