@@ -59,7 +59,7 @@ import clm
 import clm.book.params
 from clm.data import read_texts
 from clm.errors import ConfigError
-from clm.eval.heads import TrainConfig, train_heads
+from clm.eval.heads import HeadConfig, train_heads
 from clm.eval.perplexity import continuation_perplexity, distinct, sliding_window_perplexity
 from clm.eval.scoring import SHIPPED, evaluate, load_scorers, score_texts
 
@@ -92,9 +92,9 @@ print(P.describe())
 scorer_dir = P.run_dir / "scorers"
 if not list(scorer_dir.glob("*.safetensors")) and train:
     cfg = (
-        TrainConfig(encoder=encoder, max_per_pole=48, candidates=("lr:1", "mlp:32"), seed=seed)
+        HeadConfig(encoder=encoder, max_per_pole=48, candidates=("lr:1", "mlp:32"), seed=seed)
         if tiny
-        else TrainConfig(encoder=encoder, seed=seed)
+        else HeadConfig(encoder=encoder, seed=seed)
     )
     train_heads(P.data_dir, scorer_dir, cfg=cfg, progress=False, command=f"notebook 03 (preset={P.preset.name})")
 source = scorer_dir if list(scorer_dir.glob("*.safetensors")) else SHIPPED

@@ -57,12 +57,12 @@ def write_data(root: Path, attribute: str, split: str, n: int = 40) -> Path:
 @pytest.fixture(scope="module")
 def pico_heads(tmp_path_factory):
     """Heads trained on the pico encoder with toy data; test files written only afterwards."""
-    from clm.eval.heads import TrainConfig, train_heads
+    from clm.eval.heads import HeadConfig, train_heads
 
     root = tmp_path_factory.mktemp("toy")
     write_data(root, "sentiment", "train")
     out = root / "heads"
-    cfg = TrainConfig(encoder="pico", max_per_pole=30, candidates=("lr:1", "lr:10", "mlp:16"))
+    cfg = HeadConfig(encoder="pico", max_per_pole=30, candidates=("lr:1", "lr:10", "mlp:16"))
     records = train_heads(root, out, ["sentiment"], cfg, progress=False, command="test")
     write_data(root, "sentiment", "test", n=20)
     return root, out, records
@@ -211,9 +211,9 @@ def test_load_errors_and_bad_files(pico_heads, tmp_path):
     with pytest.raises(DataError, match="not UTF-8"):
         load_test_split(bad, "sentiment")
     with pytest.raises(ConfigError, match="head candidate"):
-        from clm.eval.heads import TrainConfig
+        from clm.eval.heads import HeadConfig
 
-        TrainConfig(candidates=("svm:1",))
+        HeadConfig(candidates=("svm:1",))
 
 
 def test_cli_train_and_evaluate(tmp_path, capsys):
@@ -248,7 +248,7 @@ def test_finetune_tiny_bert(tmp_path):
     from transformers import BertConfig, BertForSequenceClassification
 
     from clm.eval.encoders import pico_encoder_tokenizer
-    from clm.eval.heads import TrainConfig, finetune
+    from clm.eval.heads import HeadConfig, finetune
     from clm.eval.scoring import HFScorer
 
     tok = pico_encoder_tokenizer()
@@ -269,7 +269,7 @@ def test_finetune_tiny_bert(tmp_path):
         tmp_path,
         tmp_path / "ft",
         model=str(tmp_path / "tiny-bert"),
-        cfg=TrainConfig(max_per_pole=16, sources="main"),
+        cfg=HeadConfig(max_per_pole=16, sources="main"),
         max_steps=2,
         batch_size=8,
         max_length=32,

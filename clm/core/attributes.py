@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Literal
+
+Pole = Literal["low", "high"]
+#: The two poles of every attribute, in endpoint order: low = pole 0 (α = 0), high = pole 1 (α = 1).
+POLES: tuple[Pole, Pole] = ("low", "high")
+#: What an attribute (or pole directory) may be called: identifier-like, so never a path.
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from clm.core.attributes import NAME_RE, POLES, Pole
 from clm.core.models import BaseInfo, read_safetensors_header
 from clm.errors import EndpointsError, ModelError
 from clm.io import atomic_write_text
@@ -36,10 +37,7 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 #: Written beside an adapter by clm.train: the fingerprint of the base it was trained on.
 PROVENANCE = "clm_adapter.json"
-Pole = Literal["low", "high"]
-POLES: tuple[Pole, Pole] = ("low", "high")
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
 @dataclass(frozen=True)
@@ -275,7 +273,7 @@ class Endpoints:
 
         Nothing is written unless both adapters are valid.
         """
-        if not isinstance(attribute, str) or not _NAME.match(attribute):
+        if not isinstance(attribute, str) or not NAME_RE.match(attribute):
             raise EndpointsError(f"attribute name must be identifier-like, got {attribute!r}")
         for what, name in (("low_name", low_name), ("high_name", high_name)):
             if not isinstance(name, str) or not name.strip():

@@ -15,18 +15,17 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from clm.core.attributes import NAME_RE
 from clm.errors import WeightsError
 
 #: The paper's "stable" extrapolation band for α.
 STABLE_BOUNDS: tuple[float, float] = (-1.0, 2.0)
 _SUM_TOL = 1e-6
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
 def _number(value: Any, what: str) -> float:
@@ -337,7 +336,7 @@ def _is_pair(value: Any) -> bool:
 
 
 def _check_name(name: Any) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not NAME_RE.match(name):
         raise WeightsError(f"attribute name must be an identifier-like string, got {name!r}")
 
 

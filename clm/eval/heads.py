@@ -42,7 +42,7 @@ CANDIDATES = ("lr:0.1", "lr:1", "lr:10", "mlp:256", "mlp:512")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class HeadConfig:
     """How a head is trained."""
 
     encoder: str = "minilm"  # minilm | pico | a directory | a hub id
@@ -74,7 +74,7 @@ def _is_number(s: str) -> bool:
 
 
 # ---------------------------------------------------------------------- data
-def training_split(data_dir: str | os.PathLike, attribute: str, cfg: TrainConfig) -> tuple[dict[str, Any], list[dict]]:
+def training_split(data_dir: str | os.PathLike, attribute: str, cfg: HeadConfig) -> tuple[dict[str, Any], list[dict]]:
     """Subsample and split the training texts of an attribute.
 
     Returns:
@@ -142,7 +142,7 @@ def fit_temperature(head: Head, X: np.ndarray, y: np.ndarray) -> float:
 
 
 def train_head(
-    attribute: str, data_dir: str | os.PathLike, cfg: TrainConfig, progress: bool | None = None
+    attribute: str, data_dir: str | os.PathLike, cfg: HeadConfig, progress: bool | None = None
 ) -> tuple[Head, dict]:
     """Train, choose and calibrate one attribute's head. Returns (head, config record)."""
     enc = get_encoder(cfg.encoder)
@@ -189,12 +189,12 @@ def train_heads(
     data_dir: str | os.PathLike,
     out: str | os.PathLike,
     attributes: list[str] | None = None,
-    cfg: TrainConfig | None = None,
+    cfg: HeadConfig | None = None,
     progress: bool | None = None,
     command: str | None = None,
 ) -> dict[str, dict]:
     """Train heads for the attributes and write ``<out>/<attr>.{safetensors,json}``. Returns the records."""
-    cfg = cfg or TrainConfig()
+    cfg = cfg or HeadConfig()
     attributes = list(attributes or ATTRIBUTES)
     for a in attributes:
         if a not in ATTRIBUTES:
@@ -265,7 +265,7 @@ def finetune(
     data_dir: str | os.PathLike,
     out: str | os.PathLike,
     model: str = "roberta-base",
-    cfg: TrainConfig | None = None,
+    cfg: HeadConfig | None = None,
     epochs: float = 2.0,
     lr: float = 2e-5,
     batch_size: int = 16,
@@ -286,7 +286,7 @@ def finetune(
         TrainingArguments,
     )
 
-    cfg = cfg or TrainConfig(sources="main")
+    cfg = cfg or HeadConfig(sources="main")
     split, files = training_split(data_dir, attribute, cfg)
     tok = AutoTokenizer.from_pretrained(model)
     clf = AutoModelForSequenceClassification.from_pretrained(model, num_labels=2)
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     command = "python -m clm.scoring " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.cmd == "train":
-        cfg = TrainConfig(encoder=args.encoder, sources=args.sources, max_per_pole=args.max_per_pole, seed=args.seed)
+        cfg = HeadConfig(encoder=args.encoder, sources=args.sources, max_per_pole=args.max_per_pole, seed=args.seed)
         records = train_heads(args.data_dir, args.out, args.attributes, cfg, command=command)
         for a, r in records.items():
             print(

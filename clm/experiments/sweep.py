@@ -26,20 +26,15 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from clm.core.weights import Weights
 from clm.errors import ConfigError
+from clm.eval.scoring import HeadScorer, Scorer
 from clm.experiments.designs import Setting, as_settings, setting_columns
 from clm.experiments.tables import check_out, endpoints_digest, read_table, write_table
-
-
-class Scorer(Protocol):
-    """What a sweep needs from a scorer: P(high pole) in [0, 1] for each text."""
-
-    def score(self, texts: list[str]) -> np.ndarray: ...
 
 
 # ---------------------------------------------------------------------- the plan
@@ -151,7 +146,7 @@ def _score(scorer: Any, texts: list[str]) -> np.ndarray:
 def score_all(texts: list[str], scorers: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """``score_<name>`` -> P(high) per text for every scorer. clm's head scorers that share an
     encoder share one embedding pass (:func:`clm.eval.scoring.score_texts`)."""
-    heads = {n: s for n, s in scorers.items() if type(s).__name__ == "HeadScorer"}
+    heads = {n: s for n, s in scorers.items() if isinstance(s, HeadScorer)}
     out: dict[str, np.ndarray] = {}
     if heads:
         from clm.eval.scoring import score_texts

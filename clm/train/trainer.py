@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from clm.core.attributes import POLES
 from clm.errors import ClmError, ConfigError, DataError, EndpointsError
 from clm.train.config import TrainConfig
 from clm.train.data import (  # noqa: F401
@@ -44,7 +45,6 @@ from clm.train.data import (  # noqa: F401
     separator_ids,
 )
 
-POLES = ("low", "high")
 _LOG_KEYS = ("step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm")
 
 
