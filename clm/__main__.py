@@ -2,7 +2,7 @@
 
 import sys
 
-from clm.cli.generate import main
+from clm.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

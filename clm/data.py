@@ -153,3 +153,61 @@ def pack_blocks(token_ids: list[list[int]], block_size: int, eos_id: int | list[
         stream.extend(sep)
     n = len(stream) // block_size
     return [stream[i * block_size : (i + 1) * block_size] for i in range(n)]
+
+
+def readme_table(path: str | os.PathLike, heading: str = "## Attributes"):
+    """The first markdown table after the line starting with ``heading`` in ``path``, as a
+    DataFrame of strings (the shared data's README lists its attributes so)."""
+    import pandas as pd
+
+    lines = read_utf8(Path(path)).splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
+    if start is None:
+        raise DataError(f"{str(path)!r} has no {heading!r} section")
+    rows = []
+    for line in lines[start + 1 :]:
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif rows:
+            break
+    if not rows:
+        raise DataError(f"{str(path)!r} has no table after {heading!r}")
+    header, body = rows[0], [r for r in rows[1:] if not set("".join(r)) <= set("-: ")]
+    return pd.DataFrame(body, columns=header)
+
+
+def corpus_sizes(data_dir: str | os.PathLike, sources: dict[str, tuple[str, str]], rng, sample: int):
+    """One row per source, pole and split: the number of texts and their length in words.
+
+    Args:
+        data_dir: the shared data (:func:`attribute_file`'s layout).
+        sources: source directory (``"sentiment"``, ``"sentiment-tweets"``, ...) -> its (low, high)
+            pole names; the attribute is the name before any ``-``.
+        rng: a ``random.Random``; lengths come from a sample of ``sample`` texts per file drawn
+            from it, in the order of ``sources``, poles low then high, splits train then test.
+        sample: texts per file for the length statistics (counts are always exact).
+
+    Returns:
+        A DataFrame with columns attribute, source, pole, split, texts, mean_words and words
+        (the sample's lengths).
+    """
+    import pandas as pd
+
+    rows = []
+    for name, poles in sources.items():
+        for pole in poles:
+            for split in ("train", "test"):
+                texts = read_texts(attribute_file(data_dir, name, pole, split))
+                words = [len(t.split()) for t in rng.sample(texts, min(sample, len(texts)))]
+                rows.append(
+                    dict(
+                        attribute=name.split("-")[0],
+                        source=name,
+                        pole=pole,
+                        split=split,
+                        texts=len(texts),
+                        mean_words=sum(words) / len(words),
+                        words=words,
+                    )
+                )
+    return pd.DataFrame(rows)

@@ -101,7 +101,7 @@ def response_curves(
             multi-attribute design); default one curve per panel.
         score: score another attribute than the one varied (e.g. for entanglement curves).
     """
-    attributes = list(attributes) if attributes is not None else analysis._varied(table)
+    attributes = list(attributes) if attributes is not None else analysis.varied_attributes(table)
     if not attributes:
         raise ConfigError("response_curves: the table varies no scored attribute")
     colors = attribute_colors(attributes)
@@ -172,6 +172,59 @@ def perplexity_curve(
     return fig
 
 
+def loss_curves(path: str | os.PathLike):
+    """Train loss (lines) and held-out loss (dots) per step: one panel per attribute, one colour per pole.
+
+    Args:
+        path: a run dir or an endpoints dir (:func:`clm.train.logs.loss_table`).
+
+    Returns:
+        The seaborn ``FacetGrid`` (``.figure`` is the matplotlib figure).
+    """
+    from clm.core.attributes import POLES
+    from clm.errors import DataError
+    from clm.train.logs import loss_table
+
+    df = loss_table(path)
+    if df.empty:
+        raise DataError(f"no training logs in {str(path)!r} (a run dir's train/ or an endpoints dir)")
+    palette = dict(zip(POLES, sns.color_palette("colorblind", 2)))
+    g = sns.relplot(
+        data=df[df.split == "train"],
+        x="step",
+        y="loss",
+        hue="pole",
+        hue_order=POLES,
+        palette=palette,
+        col="attribute",
+        col_wrap=min(3, df.attribute.nunique()),
+        kind="line",
+        height=2.6,
+        aspect=1.3,
+        facet_kws=dict(sharey=False),
+    )
+    for attr, ax in g.axes_dict.items():
+        ev = df[(df.split == "eval") & (df.attribute == attr)]
+        sns.lineplot(
+            data=ev,
+            x="step",
+            y="loss",
+            hue="pole",
+            hue_order=POLES,
+            palette=palette,
+            marker="o",
+            linestyle="--",
+            ax=ax,
+            legend=False,
+        )
+        names = df[df.attribute == attr].drop_duplicates("pole").set_index("pole").pole_name
+        ax.set_title(f"{attr}: {names.get('low', '?')} (low) / {names.get('high', '?')} (high)", fontsize=9)
+    g.set_axis_labels("optimizer step", "loss (nats/token)")
+    if g.legend is not None:
+        g.legend.set_title("pole (dashed: held-out)")
+    return g
+
+
 def _heatmap(
     matrix: Any, title: str | None, cmap: str, vmin: float | None, vmax: float | None, center: float | None, fmt: str
 ) -> Figure:
@@ -213,12 +266,12 @@ def entanglement_heatmap(matrix: Any, title: str | None = "entanglement") -> Fig
 
 
 def cosine_heatmap(matrix: Any, title: str | None = "cosine similarity of ΔW") -> Figure:
-    """Cosine similarities (:func:`clm.experiments.analysis.cosine_matrix`) on a fixed [−1, 1] scale."""
+    """Cosine similarities (:func:`clm.experiments.geometry.cosine_matrix`) on a fixed [−1, 1] scale."""
     return _heatmap(matrix, title, "vlag", -1.0, 1.0, 0.0, ".2f")
 
 
 def distance_heatmap(matrix: Any, title: str | None = "Frobenius distance of ΔW") -> Figure:
-    """Distances (:func:`clm.experiments.analysis.distance_matrix`) on a sequential scale from 0."""
+    """Distances (:func:`clm.experiments.geometry.distance_matrix`) on a sequential scale from 0."""
     return _heatmap(matrix, title, "rocket_r", 0.0, None, None, ".3g")
 
 
@@ -317,7 +370,7 @@ def ternary(
 
 
 def mds_scatter(embedding: Any, title: str | None = "MDS of interpolated weights") -> Figure:
-    """The MDS embedding (:func:`clm.experiments.analysis.mds_embedding`): each attribute's α path as a line
+    """The MDS embedding (:func:`clm.experiments.geometry.mds_embedding`): each attribute's α path as a line
     (light in the extrapolation bands), its endpoints α = 0, 1 marked, the base model a star."""
     attrs = list(embedding["target"].dropna().unique()) if "target" in embedding.columns else []
     colors = attribute_colors(attrs)
@@ -365,4 +418,7 @@ def mds_scatter(embedding: Any, title: str | None = "MDS of interpolated weights
 def save(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> None:
     """Save a figure as PNG (or by suffix) at a fixed dpi, creating the directory."""
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    from clm.io import atomic_write
+
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"  # the temp file's name has no suffix to go by
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt))

@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -21,10 +22,11 @@
 # compare with what a scorer will be asked to judge: 32-token continuations of story prompts.
 
 # %% tags=["parameters"]
-preset = "cpu"  # scale: tiny, cpu or gpu
+# Settings: a value here wins over $CLM_PRESET / $CLM_RUN_DIR, which win over the defaults.
+preset = None  # scale: tiny, cpu or gpu (None: $CLM_PRESET, else cpu)
 model = None  # base model (None: the preset's)
 data_dir = None  # the shared data (None: $CLM_DATA_DIR or ../shared/data)
-run_dir = None  # where notebooks share results (None: runs/<preset>)
+run_dir = None  # where notebooks share results (None: $CLM_RUN_DIR, else runs/<preset>)
 seed = 0
 n_examples = 3  # example texts shown per pole
 
@@ -35,16 +37,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-import clm.book.params
+from clm.book.chapters import chapter
 from clm.core.attributes import ATTRIBUTES
 from clm.data import attribute_file, read_texts
-from clm.errors import ConfigError
 
-P = clm.book.params.setup(preset, model, data_dir, run_dir, seed)
-if isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 0:
-    raise ConfigError(f"n_examples must be a non-negative integer, got {n_examples!r}")
-# Length statistics use a seeded sample of each file; counts are always exact.
-length_sample = 300 if P.preset.name == "tiny" else 5000
+P = chapter("01_data", globals())  # every parameter above, checked; None: the preset's
+n_examples = P.n_examples
+length_sample = 300 if P.preset.smoke else 5000  # texts per pole for the length statistics
 plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100})
 pd.set_option("display.max_colwidth", 120)
 print(P.describe())
@@ -59,23 +58,9 @@ print(P.describe())
 
 
 # %%
-def readme_table(path, heading: str = "## Attributes") -> pd.DataFrame:
-    """The first markdown table after ``heading`` in ``path``, as a DataFrame of strings."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
-    if start is None:
-        raise ConfigError(f"{str(path)!r} has no {heading!r} section")
-    rows = []
-    for line in lines[start + 1 :]:
-        if line.startswith("|"):
-            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-        elif rows:
-            break
-    header, body = rows[0], [r for r in rows[1:] if not set("".join(r)) <= set("-: ")]
-    return pd.DataFrame(body, columns=header)
+from clm.data import corpus_sizes, readme_table
 
-
-readme = readme_table(P.data_dir / "README.md")
+readme = readme_table(P.data_dir / "README.md")  # its "## Attributes" table
 readme["paper's source"] = readme["attribute"].isin(list(ATTRIBUTES))
 readme["source"] = readme.filter(like="source (").iloc[:, 0].str.replace("**", "", regex=False)
 sources = readme[["attribute", "low pole", "high pole", "source", "licence as stated", "paper's source"]]
@@ -94,27 +79,8 @@ sources
 
 # %%
 rng = random.Random(P.seed)
-rows = []
-for name in readme["attribute"]:
-    parent = name.split("-")[0]
-    low, high = ATTRIBUTES[parent].low, ATTRIBUTES[parent].high
-    for pole in (low, high):
-        for split in ("train", "test"):
-            texts = read_texts(attribute_file(P.data_dir, name, pole, split))
-            sample = rng.sample(texts, min(length_sample, len(texts)))
-            words = [len(t.split()) for t in sample]
-            rows.append(
-                dict(
-                    attribute=parent,
-                    source=name,
-                    pole=pole,
-                    split=split,
-                    texts=len(texts),
-                    mean_words=sum(words) / len(words),
-                    words=words,
-                )
-            )
-sizes = pd.DataFrame(rows)
+attribute_of = {s: ATTRIBUTES[s.split("-")[0]] for s in readme["attribute"]}  # "sentiment-tweets" -> sentiment
+sizes = corpus_sizes(P.data_dir, {s: (a.low, a.high) for s, a in attribute_of.items()}, rng, length_sample)
 stated = {r["attribute"]: (r["train low/high"], r["test low/high"]) for _, r in readme.iterrows()}
 table = sizes.pivot_table(index=["source", "pole"], columns="split", values="texts", aggfunc="sum", sort=False)[
     ["train", "test"]

@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -39,10 +40,11 @@
 # pole on 2 CPU cores, ~40 minutes for all five attributes); `gpu` trains with the paper's recipe.
 
 # %% tags=["parameters"]
-preset = "cpu"  # scale: tiny, cpu or gpu
+# Settings: a value here wins over $CLM_PRESET / $CLM_RUN_DIR, which win over the defaults.
+preset = None  # scale: tiny, cpu or gpu (None: $CLM_PRESET, else cpu)
 model = None  # base model (None: the preset's)
 data_dir = None  # the shared data (None: $CLM_DATA_DIR or ../shared/data)
-run_dir = None  # where notebooks share results (None: runs/<preset>)
+run_dir = None  # where notebooks share results (None: $CLM_RUN_DIR, else runs/<preset>)
 seed = 0
 attributes = None  # attributes to train (None: the training preset's)
 reuse_endpoints = True  # use existing endpoints (the run dir's, else the shipped ones) instead of training
@@ -51,30 +53,22 @@ n_prompts = 3  # prompts for the example generations
 
 # %%
 import inspect
-import json
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 from IPython.display import display
 from transformers.utils import logging as hf_logging
 
 import clm
 import clm.book.params
 import clm.train.trainer
+from clm.book.chapters import chapter
 from clm.data import pack_blocks, read_texts
-from clm.errors import ConfigError
 from clm.train.config import TrainConfig
 
-P = clm.book.params.setup(preset, model, data_dir, run_dir, seed)
-if not isinstance(train_overrides, dict):
-    raise ConfigError(f"train_overrides must be a dict, got {train_overrides!r}")
-if isinstance(n_prompts, bool) or not isinstance(n_prompts, int) or n_prompts < 1:
-    raise ConfigError(f"n_prompts must be a positive integer, got {n_prompts!r}")
-cfg = TrainConfig.from_preset(
-    P.preset.train_preset, model=P.model, data_dir=str(P.data_dir), seed=seed, attributes=attributes, **train_overrides
-)
-names = [a.name for a in cfg.attributes]
+P = chapter("02_finetune_endpoints", globals())  # every parameter above, checked; None: the preset's
+cfg, names = P.train_config, P.attributes  # the preset's training config with the overrides above
+reuse_endpoints, n_prompts = P.reuse_endpoints, P.n_prompts
 plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100})
 pd.set_option("display.max_colwidth", 100)
 hf_logging.disable_progress_bar()  # no "Loading weights" bars in the book
@@ -90,31 +84,11 @@ print(f"training preset {cfg.preset!r}: {cfg.note}")
 # `TrainConfig`: it loads from YAML, and unknown keys are errors that name the closest valid key.
 
 # %%
-keys = [
-    "model",
-    "quantization",
-    "r",
-    "lora_alpha",
-    "lora_dropout",
-    "target_modules",
-    "learning_rate",
-    "learning_rate_by_attribute",
-    "effective_batch",
-    "block_size",
-    "separator",
-    "epochs",
-    "epochs_by_attribute",
-    "max_steps",
-    "max_texts",
-    "eval_fraction",
-]
-
-
-def row(c: TrainConfig) -> dict:
-    return {k: str(getattr(c, k)) for k in keys}
-
-
-table = pd.DataFrame({"paper": row(TrainConfig.from_preset("paper")), f"this run ({cfg.preset})": row(cfg)})
+keys = ["model", "quantization", "r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate"]
+keys += ["learning_rate_by_attribute", "effective_batch", "block_size", "separator", "epochs"]
+keys += ["epochs_by_attribute", "max_steps", "max_texts", "eval_fraction"]
+configs = {"paper": TrainConfig.from_preset("paper"), f"this run ({cfg.preset})": cfg}
+table = pd.DataFrame({name: {k: str(getattr(c, k)) for k in keys} for name, c in configs.items()})
 table
 
 # %% [markdown]
@@ -134,24 +108,14 @@ print(f"this run joins texts with {cfg.separator!r}")
 # Endpoints already in the run dir are loaded. Otherwise, with `reuse_endpoints`, the shipped
 # endpoints for this base model (`clm/assets/endpoints/<model>`) are used in place (later
 # chapters fall back to them too, through `clm.book.params.find_endpoints`). Otherwise `clm.train.trainer.train_endpoints` trains the missing attributes; rerunning skips finished
-# poles and resumes unfinished ones from their last checkpoint.
+# poles and resumes unfinished ones from their last checkpoint. The rule is
+# `clm.train.endpoints_io.train_or_load`.
 
 # %%
+from clm.train import endpoints_io
+
 shipped = clm.book.params.ASSETS / "endpoints" / P.model
-have = clm.Endpoints.load(P.endpoints_dir).attributes if P.endpoints_dir.exists() else []
-if all(a in have for a in names):
-    source = "run dir"
-elif (
-    reuse_endpoints
-    and not have
-    and (shipped / "manifest.json").is_file()
-    and set(names) <= set(clm.Endpoints.load(shipped).attributes)
-):
-    source = "shipped"  # later chapters find them too (clm.book.params.find_endpoints)
-else:
-    clm.train.trainer.train_endpoints(cfg, P.run_dir, P.endpoints_dir, attributes=names, progress=False)
-    source = "trained"
-ends = clm.Endpoints.load(shipped if source == "shipped" else P.endpoints_dir)
+ends, source = endpoints_io.train_or_load(cfg, P.run_dir, P.endpoints_dir, names, reuse_endpoints, shipped)
 print(f"endpoints ({source}): {ends}")
 
 # %% [markdown]
@@ -162,17 +126,17 @@ print(f"endpoints ({source}): {ends}")
 # adapter learned the pole's text rather than memorising its blocks.
 
 # %%
-logs_from = P.run_dir if clm.train.trainer.read_logs(P.run_dir) else ends.path  # shipped adapters carry their logs
-losses = clm.train.trainer.loss_table(logs_from)
+import clm.plots
+from clm.train.logs import held_out_table, loss_table, read_logs
+
+logs_from = P.run_dir if read_logs(P.run_dir) else ends.path  # shipped adapters carry their logs
+losses = loss_table(logs_from)
 if losses.empty:
     print("no training logs found for these endpoints")
 else:
-    g = clm.train.trainer.plot_loss_curves(logs_from)
+    g = clm.plots.loss_curves(logs_from)
     plt.show()
-ev = losses[(losses.split == "eval") & losses.attribute.isin(names)]
-first = ev.sort_values("step").groupby(["attribute", "pole_name"]).loss.first()
-last = ev.sort_values("step").groupby(["attribute", "pole_name"]).loss.last()
-eval_table = pd.DataFrame({"held-out loss, base (step 0)": first, "held-out loss, trained": last})
+eval_table = held_out_table(losses, names)
 eval_table
 
 # %% [markdown]
@@ -188,48 +152,15 @@ eval_table
 # rule written before the new candidate was measured, and is printed last.
 
 # %%
-sel_path = ends.path / "selection.json"
-if sel_path.is_file():
-    sel = json.loads(sel_path.read_text())
-    rows = []
-    for cand, c in sel["candidates"].items():
-        for attr, ctl in c["dev_control"].items():
-            fl = c.get("dev_fluency", {})
-            rows.append(
-                {
-                    "candidate": cand,
-                    "attribute": attr,
-                    "lr": f"{c['config'].get('learning_rate'):g}",
-                    "separator": repr(c["config"].get("separator", "eos")),
-                    "held-out loss (mean of poles)": sum(v["final_loss"] for v in c["held_out"][attr].values()) / 2,
-                    "empty continuations α=0/1": "/".join(f"{v:.0%}" for v in ctl.get("empty_by_alpha", {}).values()),
-                    "dev score α=0": ctl["by_alpha"]["0.0"],
-                    "dev score α=1": ctl["by_alpha"]["1.0"],
-                    "dev range": ctl["range"],
-                    "dev ppl / base": max(fl[attr].values()) / fl["base"] if attr in fl else float("nan"),
-                }
-            )
-    display(pd.DataFrame(rows).set_index("candidate").round(3))
-    print(f"rule: {sel.get('rule', '')}\nchosen: {sel.get('choice')}: {sel.get('reason', '')}")
-    for rev in sel.get("revisions", []):
-        print(
-            f"\nrevisited, {rev['attribute']}: {rev['why']}\nrule: {rev['rule']}\nchosen: {rev['choice']}: {rev['reason']}"
-        )
+sel = endpoints_io.read_selection(ends.path)
+if sel is not None:
+    display(endpoints_io.selection_table(sel).round(3))
+    print(endpoints_io.selection_text(sel))
 else:
     print(f"no selection record beside these endpoints ({ends.path})")
 # For chapter 8: each revisited attribute's development numbers (replaced and chosen candidate) and
 # the test numbers that prompted the revision.
-revisions = []
-for rev in sel.get("revisions", []) if sel_path.is_file() else []:
-    dev = {}
-    for cand in (rev["replaced"], rev["choice"]):
-        c = sel["candidates"][cand]
-        fl = c["dev_fluency"]
-        dev[cand] = {
-            "range": c["dev_control"][rev["attribute"]]["range"],
-            "ppl_ratio": max(fl[rev["attribute"]].values()) / fl["base"],
-        }
-    revisions.append({**{k: rev[k] for k in ("attribute", "replaced", "choice", "test_before")}, "dev": dev})
+revisions = endpoints_io.revision_numbers(sel)
 
 # %% [markdown]
 # ## What the endpoints write
@@ -262,20 +193,13 @@ gens
 # %% [markdown]
 # The dial moves the model: the next-token distributions at α = 0 and α = 1 differ on every
 # prompt. Below, the mean total-variation distance between them, per attribute (0: identical,
-# 1: disjoint). Whether they differ in the *intended* direction is measured with the scorers of
+# 1: disjoint; `clm.eval.perplexity.alpha_tv_distance`). Whether they differ in the *intended* direction is measured with the scorers of
 # chapter 3 in the next chapters.
 
 # %%
-enc = tok(prompts, return_tensors="pt", padding=True)
-tv = {}
-with torch.no_grad():
-    for attr in names:
-        p0, p1 = (
-            im.logits(enc["input_ids"], enc["attention_mask"], weights=clm.Weights({attr: a})).softmax(-1)
-            for a in (0.0, 1.0)
-        )
-        mask = enc["attention_mask"].bool()  # (N, T)
-        tv[attr] = float(0.5 * (p0 - p1).abs().sum(-1)[mask].mean())
+from clm.eval.perplexity import alpha_tv_distance
+
+tv = alpha_tv_distance(im, prompts, names)
 pd.Series(tv, name="mean TV distance, α=0 vs α=1").to_frame()
 
 # %%
@@ -286,8 +210,8 @@ _ = P.record(
     attributes=names,
     train_preset=cfg.preset,
     config_sha256=cfg.sha256(),
-    eval_loss_base={f"{a}/{p}": v for (a, p), v in first.items()},
-    eval_loss_trained={f"{a}/{p}": v for (a, p), v in last.items()},
+    eval_loss_base={f"{a}/{p}": v for (a, p), v in eval_table["held-out loss, base (step 0)"].items()},
+    eval_loss_trained={f"{a}/{p}": v for (a, p), v in eval_table["held-out loss, trained"].items()},
     tv_alpha0_alpha1=tv,
     n_generations=len(gens),
     revisions=revisions,

@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -31,19 +32,23 @@
 #
 # ```{admonition} Run time
 # :class: warning
-# A heavy page: every setting is generated for every prompt and sample. `tiny` takes seconds.
-# `cpu` (2 targets, the target's α at 0, ½ and 1 only, the simplex in steps of 0.25, 100 prompts
-# × 2 samples: 6,600 generations) takes an estimated 40 minutes on 2 CPU cores. `gpu` (all five
-# targets, the paper's α and simplex grids, 1,000 prompts × 3 samples) takes an estimated one to
-# two hours on one GPU of the H100 class. The setup cell prints what this run will generate;
-# sweeps are resumable.
+# **With what `clm` ships** (the endpoints, the scorer heads and this chapter's λ-design and
+# simplex tables of the reference run), `cpu` reads the sweeps instead of generating them: under
+# a minute on 2 CPU cores, most of it loading the model. **Regenerating the sweeps** (other
+# endpoints, prompts or settings) is a heavy page: every setting is generated for every prompt
+# and sample. `tiny` takes seconds; `cpu` (2 targets, the target's α at 0, ½ and 1 only, the
+# simplex in steps of 0.25, 100 prompts × 2 samples: 6,600 generations) an estimated 40 minutes
+# on 2 CPU cores; `gpu` (all five targets, the paper's α and simplex grids, 1,000 prompts × 3
+# samples) an estimated one to two hours on one GPU of the H100 class. The setup cell prints what
+# this run will generate; sweeps are resumable.
 # ```
 
 # %% tags=["parameters"]
-preset = "cpu"  # scale: tiny, cpu or gpu
+# Settings: a value here wins over $CLM_PRESET / $CLM_RUN_DIR, which win over the defaults.
+preset = None  # scale: tiny, cpu or gpu (None: $CLM_PRESET, else cpu)
 model = None  # base model (None: the preset's)
 data_dir = None  # the shared data (None: $CLM_DATA_DIR or ../shared/data)
-run_dir = None  # where notebooks share results (None: runs/<preset>)
+run_dir = None  # where notebooks share results (None: $CLM_RUN_DIR, else runs/<preset>)
 seed = 0
 targets = None  # target attributes of the λ design (None: sentiment and formality; all five at gpu)
 lams = [0.8, 0.4, 0.2]  # the target's λ (the paper's)
@@ -55,8 +60,6 @@ n_prompts = None  # prompts per setting (None: the preset's)
 n_samples = None  # continuations per prompt (None: the preset's)
 
 # %%
-import math
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from transformers.utils import logging as hf_logging
@@ -64,56 +67,24 @@ from transformers.utils import logging as hf_logging
 import clm
 import clm.book.params
 import clm.plots as plots
-from clm.book.params import check_count, check_names, table_path
+from clm.book.chapters import chapter
+from clm.book.params import table_path
 from clm.data import read_texts
-from clm.errors import ConfigError
 from clm.eval.scoring import load_scorers
 from clm.experiments import analysis, designs, sweep
 
-P = clm.book.params.setup(preset, model, data_dir, run_dir, seed)
-ends = clm.Endpoints.load(clm.book.params.find_endpoints(P))
-available = ends.attributes
-wanted = available if P.preset.name == "gpu" else [a for a in ("sentiment", "formality") if a in available]
-targets = check_names("targets", targets, available, default=wanted or available[:2])
-if len(available) < 2:
-    raise ConfigError(f"the λ design needs at least 2 attributes; the endpoints have {available}")
-default_simplex = [a for a in ("sentiment", "formality", "humor") if a in available]
-default_simplex += [a for a in available if a not in default_simplex]
-if simplex_attributes is not None and len(simplex_attributes) != 3:
-    raise ConfigError(f"simplex_attributes must name 3 attributes, got {simplex_attributes!r}")
-simplex_attributes = check_names("simplex_attributes", simplex_attributes, available, default=default_simplex[:3])
-if not isinstance(lams, (list, tuple)) or not lams or not all(isinstance(x, (int, float)) and 0 < x <= 1 for x in lams):
-    raise ConfigError(f"lams must be a non-empty list of numbers in (0, 1], got {lams!r}")
-simplex_step = P.preset.simplex_step if simplex_step is None else simplex_step
-target_alphas = list(P.preset.multi_alphas) if target_alphas is None else target_alphas
-if (
-    not isinstance(target_alphas, (list, tuple))
-    or len(target_alphas) < 2
-    or not all(isinstance(x, (int, float)) for x in target_alphas)
-):
-    raise ConfigError(f"target_alphas must be a list of at least 2 numbers, got {target_alphas!r}")
-if (
-    not isinstance(simplex_step, (int, float))
-    or not 0 < simplex_step <= 0.5
-    or not math.isclose(1 / simplex_step, round(1 / simplex_step))
-):
-    raise ConfigError(f"simplex_step must divide 1 (e.g. 0.2, 0.25), got {simplex_step!r}")
-prompts_file = P.data_dir / "prompts" / "writing_prompts.jsonl" if prompts_file is None else prompts_file
-n_prompts = check_count("n_prompts", n_prompts) or P.preset.n_prompts
-n_samples = check_count("n_samples", n_samples) or P.preset.samples
+P = chapter("05_multi_attribute", globals())  # every parameter above, checked; None: the preset's
+ends, available, targets, lams, target_alphas = P.ends, P.ends.attributes, P.targets, P.lams, P.target_alphas
+simplex_attributes, simplex_step, prompts_file = P.simplex_attributes, P.simplex_step, P.prompts_file
+n_prompts, n_samples = P.n_prompts, P.n_samples
 prompts = read_texts(prompts_file, limit=n_prompts)  # one-line DataError if missing or bad
 hf_logging.disable_progress_bar()
 pd.set_option("display.precision", 3)
 print(P.describe())
+print(f"targets {targets}, λ {lams}; simplex over {simplex_attributes}; {len(prompts)} prompts x {n_samples} samples")
 print(
-    f"targets {targets}, λ {list(lams)}; simplex over {simplex_attributes}; {len(prompts)} prompts x {n_samples} samples"
-)
-n_side = round(1 / simplex_step) + 1  # λ values per edge of the simplex
-n_settings = len(targets) * len(lams) * len(target_alphas) + (
-    n_side * (n_side + 1) // 2 if len(simplex_attributes) == 3 else 0
-)
-print(
-    f"{n_settings * len(prompts) * n_samples:,} generations of {P.preset.max_new_tokens} tokens (and the base model's, if missing)"
+    f"{P.n_settings * len(prompts) * n_samples:,} generations of {P.preset.max_new_tokens} tokens "
+    "(and the base model's, if missing)"
 )
 
 # %%
@@ -205,15 +176,7 @@ if len(simplex_attributes) == 3:
     print(f"{len(simplex):,} generations at {simplex.setting.nunique()} points of the simplex")
     fig = plots.ternary(simplex, simplex_attributes)
     plt.show()
-    lam_cols = [f"lam_{a}" for a in simplex_attributes]
-    corners = simplex.groupby(lam_cols)[[f"score_{a}" for a in simplex_attributes]].mean()
-    corner_table = pd.DataFrame(
-        {
-            a: [corners.loc[tuple(float(a == b) for b in simplex_attributes), f"score_{b}"] for b in simplex_attributes]
-            for a in simplex_attributes
-        },
-        index=pd.Index([f"score_{b}" for b in simplex_attributes], name="mean score at the corner of"),
-    ).T
+    corner_table = analysis.simplex_corners(simplex, simplex_attributes)
     own = {a: float(corner_table.loc[a, f"score_{a}"]) for a in simplex_attributes}
     best = {a: corner_table[f"score_{a}"].idxmax() for a in simplex_attributes}
     print("Each attribute's score is highest at the corner of:", best)
@@ -223,6 +186,7 @@ else:
     print(f"the simplex needs 3 attributes; these endpoints have {available}: skipped")
 
 # %%
+by_lam = {t: pred[pred.attribute == t].set_index("λ") for t in targets}
 _ = P.record(
     "05_multi_attribute",
     targets=targets,
@@ -236,21 +200,14 @@ _ = P.record(
                 "mean_by_alpha": analysis.mean_by_alpha(table[table["λ"] == lam], t),
                 **{k: float(r[k]) for k in ("rho", "range", "r2", "slope")},
             }
-            for lam, r in pred[pred.attribute == t].set_index("λ").iterrows()
+            for lam, r in by_lam[t].iterrows()
         }
         for t in targets
     },
     simplex_attributes=simplex_attributes if simplex is not None else [],
     simplex_own_corner=own,
     simplex_best_corner=best,
-    simplex_means=(
-        []
-        if simplex is None
-        else [
-            {**{c: float(v) for c, v in zip(lam_cols, k)}, **row.to_dict()}
-            for k, row in simplex.groupby(lam_cols)[[f"score_{a}" for a in simplex_attributes]].mean().iterrows()
-        ]
-    ),
+    simplex_means=[] if simplex is None else analysis.simplex_means(simplex, simplex_attributes),
 )
 
 # %% [markdown]

@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -30,10 +31,11 @@
 # if a table is missing it runs that sweep (the cost of chapter 4 for that attribute).
 
 # %% tags=["parameters"]
-preset = "cpu"  # scale: tiny, cpu or gpu
+# Settings: a value here wins over $CLM_PRESET / $CLM_RUN_DIR, which win over the defaults.
+preset = None  # scale: tiny, cpu or gpu (None: $CLM_PRESET, else cpu)
 model = None  # base model (None: the preset's)
 data_dir = None  # the shared data (None: $CLM_DATA_DIR or ../shared/data)
-run_dir = None  # where notebooks share results (None: runs/<preset>)
+run_dir = None  # where notebooks share results (None: $CLM_RUN_DIR, else runs/<preset>)
 seed = 0
 attributes = None  # attributes whose α is varied (None: every attribute of the endpoints)
 prompts_file = None  # prompts for a missing sweep (None: <data_dir>/prompts/writing_prompts.jsonl)
@@ -50,18 +52,15 @@ from transformers.utils import logging as hf_logging
 import clm
 import clm.book.params
 import clm.plots as plots
-from clm.book.params import check_count, check_names, table_path
+from clm.book.chapters import chapter
+from clm.book.params import table_path
 from clm.eval.scoring import load_scorers
 from clm.experiments import analysis, designs, sweep
 from clm.experiments.tables import read_table
 
-P = clm.book.params.setup(preset, model, data_dir, run_dir, seed)
-ends = clm.Endpoints.load(clm.book.params.find_endpoints(P))
-attributes = check_names("attributes", attributes, ends.attributes)
-prompts_file = P.data_dir / "prompts" / "writing_prompts.jsonl" if prompts_file is None else prompts_file
-n_prompts = check_count("n_prompts", n_prompts) or P.preset.n_prompts
-n_samples = check_count("n_samples", n_samples) or P.preset.samples
-top_pairs = check_count("top_pairs", top_pairs)
+P = chapter("06_entanglement_and_geometry", globals())  # every parameter above, checked; None: the preset's
+ends, attributes, prompts_file, top_pairs = P.ends, P.attributes, P.prompts_file, P.top_pairs
+n_prompts, n_samples = P.n_prompts, P.n_samples
 tables = P.run_dir / "tables"
 hf_logging.disable_progress_bar()
 pd.set_option("display.precision", 3)
@@ -79,21 +78,22 @@ if missing:
     base, tok = clm.load_base(P.model)
     im = clm.InterpolatedModel(base, tok, ends)
     scorers = load_scorers(path=clm.book.params.find_scorers(P))
-single, source = {}, {}
-for a in attributes:
-    path = tables / f"single_{a}.parquet"
-    if a not in missing:
-        single[a], source[a] = read_table(path), "chapter 4"
-    else:
-        single[a] = sweep.run_sweep(
-            im,
-            designs.single_attribute(a, P.preset.sweep_alphas),
-            prompts_file,
-            scorers,
-            out=path,
-            **P.sweep_kwargs(n_prompts, n_samples),  # as chapter 4, so its batches are reused
-        )
-        source[a] = "swept here"
+single = {
+    a: read_table(tables / f"single_{a}.parquet")
+    if a not in missing
+    else sweep.run_sweep(
+        im,
+        designs.single_attribute(a, P.preset.sweep_alphas),
+        prompts_file,
+        scorers,
+        out=tables / f"single_{a}.parquet",
+        **P.sweep_kwargs(n_prompts, n_samples),  # as chapter 4, so its batches are reused
+    )
+    for a in attributes
+}
+source = {a: "swept here" if a in missing else "chapter 4" for a in attributes}
+
+# %%
 table = pd.concat(single.values(), ignore_index=True)
 scored = [c[len("score_") :] for c in table.columns if c.startswith("score_")]
 pd.DataFrame(
@@ -123,25 +123,16 @@ raw
 # The strongest off-diagonal entries, computed from the matrix above (largest |E| first):
 
 # %%
-pairs = (
-    E.stack()
-    .rename("E")
-    .reset_index()
-    .query("`alpha of` != `score of`")
-    .assign(raw_slope=lambda d: [raw.loc[i, j] for i, j in zip(d["alpha of"], d["score of"])])
-    .assign(abs_E=lambda d: d.E.abs())
-    .sort_values("abs_E", ascending=False)
-    .drop(columns="abs_E")
-    .head(top_pairs)
-    .reset_index(drop=True)
-)
+from clm.experiments import claims
+
+pairs = analysis.strongest_pairs(E, raw, top_pairs)
 off = E.where(~np.equal.outer(E.index.to_numpy(), E.columns.to_numpy())).abs()
 print(
     f"mean |off-diagonal E| = {np.nanmean(off.to_numpy()):.2f}; diagonal slopes: "
     + ", ".join(f"{a} {raw.loc[a, a]:+.3f}" for a in attributes)
 )
-own = analysis.predictability(table, attributes).set_index("attribute")
-unreliable = [a for a in attributes if own.loc[a, "slope_lo"] <= 0 <= own.loc[a, "slope_hi"]]
+own = claims.own_effect(analysis.predictability(table, attributes).set_index("attribute"))
+unreliable = [a for a, clear in zip(own.attribute, own.holds) if not clear]
 print(f"rows whose own slope's 95% CI contains 0 (their normalised entries are unreliable): {unreliable or 'none'}")
 for _, r in pairs.iterrows():
     print(
@@ -163,14 +154,16 @@ if len(pairs):
 # ## Weight-space geometry
 #
 # Each endpoint is one vector: all of its modules' $\Delta W = s\,BA$ flattened together.
-# `clm.experiments.analysis.endpoint_gram` computes every inner product $\langle \Delta W_k, \Delta W_l
+# `clm.experiments.geometry.endpoint_gram` computes every inner product $\langle \Delta W_k, \Delta W_l
 # \rangle_F$ from the low-rank factors (no $\Delta W$ is ever formed); cosines and Frobenius
 # distances follow from it. Two endpoints with cosine near 0 change the model in unrelated
 # directions.
 
 # %%
-G = analysis.endpoint_gram(ends, attributes)
-cos, dist = analysis.cosine_matrix(G), analysis.distance_matrix(G)
+from clm.experiments import geometry
+
+G = geometry.endpoint_gram(ends, attributes)
+cos, dist = geometry.cosine_matrix(G), geometry.distance_matrix(G)
 plots.cosine_heatmap(cos, title="cosine of the endpoints' ΔW")
 plots.distance_heatmap(dist, title="Frobenius distance between the endpoints' ΔW")
 plt.show()
@@ -183,27 +176,22 @@ plt.show()
 # the behavioural entanglement $|E_{ij}|$ of the same pair.
 
 # %%
-M = np.zeros((len(attributes), len(G)))  # (K, 2K): d_i = +high − low
-for k, a in enumerate(attributes):
-    M[k, list(G.index).index(f"{a}/high")], M[k, list(G.index).index(f"{a}/low")] = 1.0, -1.0
-dir_cos = analysis.cosine_matrix(pd.DataFrame(M @ G.to_numpy() @ M.T, index=attributes, columns=attributes))
+dir_cos = geometry.cosine_matrix(geometry.direction_gram(G, attributes))
 plots.cosine_heatmap(dir_cos, title="cosine of the dials' directions d_i")
 plt.show()
-pair_rows = [
-    {"pair": f"{a} / {b}", "cos(d_a, d_b)": dir_cos.loc[a, b], "|E_ab|": abs(E.loc[a, b]), "|E_ba|": abs(E.loc[b, a])}
-    for n, a in enumerate(attributes)
-    for b in attributes[n + 1 :]
-]
-geometry_vs_behaviour = pd.DataFrame(pair_rows, columns=["pair", "cos(d_a, d_b)", "|E_ab|", "|E_ba|"]).set_index("pair")
+geometry_vs_behaviour = geometry.directions_vs_entanglement(dir_cos, E, attributes)
 rho = None
 if len(geometry_vs_behaviour) < 3:
-    print(f"{len(pair_rows)} pair(s) of attributes: too few to correlate geometry with entanglement")
+    print(f"{len(geometry_vs_behaviour)} pair(s) of attributes: too few to correlate geometry with entanglement")
 else:
     rho = analysis.spearman(
         geometry_vs_behaviour["cos(d_a, d_b)"].abs(),
         geometry_vs_behaviour[["|E_ab|", "|E_ba|"]].mean(axis=1),
     )
-    print(f"Spearman ρ between |cos(d_a, d_b)| and the mean |E| of the pair, over {len(pair_rows)} pairs: {rho:.2f}")
+    print(
+        f"Spearman ρ between |cos(d_a, d_b)| and the mean |E| of the pair, over {len(geometry_vs_behaviour)} pairs: "
+        f"{rho:.2f}"
+    )
 geometry_vs_behaviour
 
 # %% [markdown]
@@ -211,7 +199,7 @@ geometry_vs_behaviour
 #
 # Every setting $(\alpha, \lambda)$ is a point $\theta_0 + \sum_k c_k \Delta W_k$ in weight space,
 # linear in the endpoints, so the distances between any settings follow exactly from the Gram
-# matrix above; classical MDS draws them in the plane (`clm.experiments.analysis.mds_embedding`). Lines:
+# matrix above; classical MDS draws them in the plane (`clm.experiments.geometry.mds_embedding`). Lines:
 # each attribute's α path over the grid (hollow dots in the extrapolation bands); grey: equal
 # mixtures of all attributes at α = 0, ½ and 1; the star: the base model.
 
@@ -221,7 +209,7 @@ mixtures = designs.custom(
     [clm.Weights({a: x for a in attributes}, {a: 1 / len(attributes) for a in attributes}) for x in (0.0, 0.5, 1.0)],
     design="mixture",
 )
-emb = analysis.mds_embedding(G, paths + mixtures)
+emb = geometry.mds_embedding(G, paths + mixtures)
 plots.mds_scatter(emb)
 plt.show()
 

@@ -1,4 +1,5 @@
-"""clm.analysis against hand-computed values on synthetic tables and synthetic LoRA factors."""
+"""clm.experiments.analysis and .geometry against hand-computed values on synthetic tables and
+synthetic LoRA factors."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 import clm
 from clm.core.endpoints import LoraFactors
 from clm.core.lora import delta_weight
-from clm.experiments import analysis, designs
+from clm.experiments import analysis, designs, geometry
 
 ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0]
 
@@ -121,6 +122,46 @@ def test_entanglement_matrix_with_known_slopes():
     assert analysis.entanglement(flat).loc["formality"].isna().all()
 
 
+def test_strongest_pairs_are_the_largest_off_diagonal_entries():
+    m = analysis.entanglement(synthetic_table())
+    raw = analysis.entanglement(synthetic_table(), normalize=False)
+    pairs = analysis.strongest_pairs(m, raw, 5)
+    assert pairs[["alpha of", "score of"]].values.tolist() == [["sentiment", "formality"], ["formality", "sentiment"]]
+    assert pairs.E.tolist() == pytest.approx([0.5, -0.25]) and pairs.raw_slope.tolist() == pytest.approx([0.3, -0.2])
+    assert len(analysis.strongest_pairs(m, raw, 1)) == 1
+
+
+def test_curve_from_recorded_means():
+    c = analysis.curve_from_means({-1.0: 0.9, 0.0: 0.2, 0.5: 0.3, 1.0: 0.6, 2.0: 0.0})
+    assert c["rho"] == pytest.approx(1.0) and (c["lo"], c["hi"]) == (0.2, 0.6) and c["range"] == pytest.approx(0.4)
+    assert math.isnan(analysis.curve_from_means({0.0: 0.3, 0.5: 0.3, 1.0: 0.3})["rho"])  # flat: undefined
+    gap = analysis.curve_from_means({0.0: 0.3, 0.5: 0.4})  # no α = 1 on the grid; 2 points: no ρ
+    assert gap["range"] is None and gap["hi"] is None and math.isnan(gap["rho"])
+    assert analysis.curve_from_means({2.0: 0.3}) == {"rho": None, "lo": None, "hi": None, "range": None}
+
+
+def test_simplex_corners_and_means():
+    attrs = ["a", "b", "c"]
+    rows = []
+    for lam in ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]):
+        for k in range(2):  # score_x = 0.1 + λ_x + 0.01·k: highest at its own corner
+            rows.append(
+                {
+                    **{f"lam_{a}": v for a, v in zip(attrs, lam)},
+                    **{f"score_{a}": 0.1 + v + 0.01 * k for a, v in zip(attrs, lam)},
+                }
+            )
+    t = pd.DataFrame(rows)
+    corners = analysis.simplex_corners(t, attrs)
+    assert list(corners.index) == attrs and list(corners.columns) == ["score_a", "score_b", "score_c"]
+    assert corners.to_numpy() == pytest.approx(0.105 + np.eye(3))
+    assert [corners[f"score_{a}"].idxmax() for a in attrs] == attrs
+    means = analysis.simplex_means(t, attrs)
+    assert len(means) == 4 and means[0] == pytest.approx(
+        {"lam_a": 0.0, "lam_b": 0.0, "lam_c": 1.0, "score_a": 0.105, "score_b": 0.105, "score_c": 1.105}
+    )
+
+
 # ---------------------------------------------------------------------- geometry
 def factors(seed: int, modules: dict[str, tuple[int, int]], r: int, scale: float) -> dict[str, LoraFactors]:
     g = torch.Generator().manual_seed(seed)
@@ -149,15 +190,15 @@ def test_gram_cosines_and_distances_equal_explicit_flattened_deltas():
         "f/low": factors(3, shapes, r=1, scale=1.0),
         "f/high": factors(4, shapes, r=4, scale=1.5),
     }
-    G = analysis.endpoint_gram(sets)
+    G = geometry.endpoint_gram(sets)
     V = torch.stack([flat(f, sorted(shapes), shapes) for f in sets.values()])  # (K, D)
     assert G.to_numpy() == pytest.approx((V @ V.T).numpy(), rel=1e-10)
-    cos = analysis.cosine_matrix(G).to_numpy()
+    cos = geometry.cosine_matrix(G).to_numpy()
     assert cos == pytest.approx(torch.nn.functional.cosine_similarity(V[:, None], V[None], dim=-1).numpy(), rel=1e-9)
-    dist = analysis.distance_matrix(G).to_numpy()
+    dist = geometry.distance_matrix(G).to_numpy()
     assert dist == pytest.approx(torch.cdist(V, V).numpy(), rel=1e-9, abs=1e-9)
     assert np.diag(cos) == pytest.approx(1.0) and np.diag(dist) == pytest.approx(0.0, abs=1e-6)
-    per = analysis.endpoint_gram(sets, per_module=True)
+    per = geometry.endpoint_gram(sets, per_module=True)
     assert len(per) == 3 * 10  # 3 modules x 10 pairs (with the diagonal)
     total = per.groupby(["first", "second"]).inner.sum()
     assert total[("s/low", "f/high")] == pytest.approx(G.loc["s/low", "f/high"])
@@ -170,38 +211,43 @@ def test_gram_cosines_and_distances_equal_explicit_flattened_deltas():
         float((a - b).norm())
     )
     assert per[(per.module == "l0.v") & (per["first"] == "s/high")].cosine.isna().all()
-    only_v = analysis.endpoint_gram(sets, modules=r"\.v$")
+    # the dials' directions d = ΔW_high − ΔW_low, from the Gram matrix alone
+    D = torch.stack([V[1] - V[0], V[3] - V[2]])  # (2, D)
+    dirs = geometry.direction_gram(G, ["s", "f"])
+    assert list(dirs.index) == list(dirs.columns) == ["s", "f"]
+    assert dirs.to_numpy() == pytest.approx((D @ D.T).numpy(), rel=1e-9)
+    only_v = geometry.endpoint_gram(sets, modules=r"\.v$")
     assert only_v.loc["s/high"].abs().max() == 0.0  # it does not adapt l0.v
     # an endpoint that is another's exact multiple has cosine 1 and distance |c1 - c2| ‖ΔW‖
     twice = {
         "a/low": sets["f/low"],
         "a/high": {m: LoraFactors(f.A, f.B, 2 * f.scale) for m, f in sets["f/low"].items()},
     }
-    G2 = analysis.endpoint_gram(twice)
-    assert analysis.cosine_matrix(G2).loc["a/low", "a/high"] == pytest.approx(1.0)
-    assert analysis.distance_matrix(G2).loc["a/low", "a/high"] == pytest.approx(math.sqrt(G2.loc["a/low", "a/low"]))
+    G2 = geometry.endpoint_gram(twice)
+    assert geometry.cosine_matrix(G2).loc["a/low", "a/high"] == pytest.approx(1.0)
+    assert geometry.distance_matrix(G2).loc["a/low", "a/high"] == pytest.approx(math.sqrt(G2.loc["a/low", "a/low"]))
 
 
 def test_interpolated_points_and_mds_are_exact(endpoints_dir):
     ends = clm.Endpoints.load(endpoints_dir)
-    G = analysis.endpoint_gram(ends)
+    G = geometry.endpoint_gram(ends)
     assert list(G.index) == ["sentiment/low", "sentiment/high", "formality/low", "formality/high"]
     # α = 0 and α = 1 of one attribute are its endpoints
-    P = analysis.point_gram(G, ["sentiment=0", "sentiment=1", "formality=1"])
+    P = geometry.point_gram(G, ["sentiment=0", "sentiment=1", "formality=1"])
     assert P.loc["sentiment=0", "sentiment=0"] == pytest.approx(G.loc["sentiment/low", "sentiment/low"])
     assert P.loc["sentiment=1", "formality=1"] == pytest.approx(G.loc["sentiment/high", "formality/high"])
     # points along one attribute's α are collinear and evenly spaced: MDS puts them on a line
     alphas = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
-    emb = analysis.mds_embedding(G, designs.single_attribute("sentiment", alphas), base=False)
+    emb = geometry.mds_embedding(G, designs.single_attribute("sentiment", alphas), base=False)
     xy = emb[["x", "y"]].to_numpy()
     assert np.abs(xy[:, 1]).max() == pytest.approx(0.0, abs=1e-6)
-    step = analysis.distance_matrix(G).loc["sentiment/low", "sentiment/high"] * 0.5
+    step = geometry.distance_matrix(G).loc["sentiment/low", "sentiment/high"] * 0.5
     assert np.diff(np.sort(xy[:, 0])) == pytest.approx(np.full(6, step), rel=1e-6)
     assert emb.alpha_sentiment.tolist() == alphas and "base" not in emb.setting.tolist()
     # classical MDS reproduces Euclidean distances of a planar point set
     pts = np.array([[0, 0], [3, 0], [0, 4], [1, 1]], dtype=float)
     D = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
-    X = analysis.classical_mds(D)
+    X = geometry.classical_mds(D)
     assert np.linalg.norm(X[:, None] - X[None], axis=-1) == pytest.approx(D, abs=1e-9)
-    both = analysis.mds_embedding(G, designs.simplex(["sentiment", "formality"], step=0.5))
+    both = geometry.mds_embedding(G, designs.simplex(["sentiment", "formality"], step=0.5))
     assert both.setting.tolist()[-1] == "base" and len(both) == 4

@@ -128,7 +128,7 @@ def test_per_attribute_learning_rate_shapes_only_its_attribute():
 
 
 def test_the_cpu_preset_recreates_every_shipped_endpoint():
-    """The shipped SmolLM2-135M endpoints are what `clm.cli_train --preset cpu` trains: each pole's
+    """The shipped SmolLM2-135M endpoints are what `python -m clm train --preset cpu` trains: each pole's
     recorded pole_sha256 (config with its attribute's epochs and lr, data source) is the preset's."""
     import json
 

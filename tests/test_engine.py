@@ -195,6 +195,22 @@ def test_bad_runtime_input(im, batch):
     assert im.weights == clm.Weights.base()  # nothing changed
 
 
+def test_per_row_weights_need_one_prompt_per_row(im):
+    """generate(weights=None) with per-row weights held: one prompt per row, else an error naming both counts."""
+    ws = [clm.Weights({"sentiment": 1.0}), clm.Weights({"formality": 0.0}), clm.Weights.base()]
+    prompts = ["The cat", "Once upon a time", "Hello"]
+    im.set_weights(ws)
+    try:
+        with pytest.raises(clm.WeightsError, match="holds 3 per-row weights but generate got 2 prompts"):
+            im.generate(prompts[:2], max_new_tokens=4, do_sample=False)
+        assert im.weights == ws  # nothing changed
+        held = im.generate(prompts, max_new_tokens=6, do_sample=False)
+        assert [g.weights for g in held] == ws
+        assert [g.token_ids for g in held] == [g.token_ids for g in im.generate(prompts, weights=ws, max_new_tokens=6, do_sample=False)]
+    finally:
+        im.reset()
+
+
 def test_four_bit_base_end_to_end(tmp_path, batch):
     """NF4 through bitsandbytes on the CPU (its blocks need d_in >= 64: a hidden-64 pico)."""
     from conftest import make_adapter

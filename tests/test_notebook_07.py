@@ -44,6 +44,6 @@ def test_peak_memory_probe_reports_its_own_process_not_its_parent():
     from clm.bench.methods import peak_rss_mib
 
     ballast = b"\x01" * (300 * 2**20)  # this process now holds 300 MiB more than a fresh one needs
-    code = "from clm.bench_methods import peak_rss_mib; print(peak_rss_mib())"
+    code = "from clm.bench.methods import peak_rss_mib; print(peak_rss_mib())"
     child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert len(ballast) and 0 < child < peak_rss_mib() - 250

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import run_chapter
 
-from clm.book.params import REPO, check_count, check_names, find_endpoints, setup
+from clm.book.params import REPO, find_endpoints, setup
 from clm.core.attributes import NAMES
 from clm.core.weights import grid
 from clm.errors import ConfigError
@@ -156,17 +156,9 @@ def test_05_simplex_on_three_attributes(book_run, pico_dir, tmp_path):
     assert images == 3  # response curves by λ, one spider plot, the ternary panels
 
 
-def test_parameter_checks_are_one_line(tmp_path):
+def test_without_endpoints_a_chapter_says_which_to_run_first(tmp_path):
+    # every parameter check of chapters 4-6 (one line each): tests/test_book_params.py
     P = setup("tiny", run_dir=tmp_path / "run", need_data=False)
-    assert check_names("attributes", None, ["a", "b"]) == ["a", "b"]
-    assert check_names("targets", None, ["a", "b"], default=["b"]) == ["b"]
-    assert check_count("n_prompts", None) is None and check_count("n_prompts", 3) == 3
-    for bad, msg in (("sentiment", "non-empty list"), (["humor"], "'humor' is not available"), (["a", "a"], "twice")):
-        with pytest.raises(ConfigError, match=msg):
-            check_names("attributes", bad, ["a", "b"])
-    for bad in (0, -1, 2.5, True, "3"):
-        with pytest.raises(ConfigError, match="n_prompts must be an integer >= 1"):
-            check_count("n_prompts", bad)
     with pytest.raises(ConfigError, match="run 02_finetune_endpoints first"):
         find_endpoints(P)
 
@@ -188,7 +180,7 @@ def test_table_path_copies_shipped_tables_only_for_the_shipped_endpoints(tmp_pat
     (assets / "tables" / "pico").mkdir(parents=True)
     (assets / "tables" / "pico" / "single_sentiment.parquet").write_bytes(b"table")
     (assets / "tables" / "pico" / "single_sentiment_perplexity.parquet").write_bytes(b"ppl")
-    monkeypatch.setattr(clm.book, "ASSETS", assets)
+    monkeypatch.setattr(clm.book.params, "ASSETS", assets)
     P = setup("tiny", run_dir=tmp_path / "run", need_data=False)
     tables = P.run_dir / "tables"
     # other endpoints (here: one attribute fewer): nothing is copied

@@ -134,3 +134,20 @@ def test_distinct():
     assert distinct_n(["a b", "a b"], 2) == pytest.approx(1 / 2)
     assert distinct(["x y z"]) == {"distinct_1": 1.0, "distinct_2": 1.0, "distinct_3": 1.0}
     assert math.isnan(distinct_n(["a"], 2))
+
+
+def test_alpha_tv_distance(im):
+    from clm.eval.perplexity import alpha_tv_distance, tv_distance
+
+    p = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    assert tv_distance(p, p).tolist() == [0.0, 0.0]
+    assert tv_distance(p, torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.5, 0.5]])).tolist() == [1.0, 1.0]
+    prompts = ["The cat sat", "Once"]  # different lengths: padding is not counted
+    tv = alpha_tv_distance(im, prompts, ["sentiment", "formality"])
+    enc = im.tokenizer(prompts, return_tensors="pt", padding=True)
+    mask = enc["attention_mask"].bool()
+    for attr in ("sentiment", "formality"):
+        p0 = im.logits(enc["input_ids"], enc["attention_mask"], weights={attr: 0.0}).softmax(-1)[mask]  # (n, V)
+        p1 = im.logits(enc["input_ids"], enc["attention_mask"], weights={attr: 1.0}).softmax(-1)[mask]
+        assert tv[attr] == float(0.5 * (p0 - p1).abs().sum(-1).mean()) and 0 < tv[attr] < 1
+    assert im.weights == clm.Weights.base()  # the setting is restored

@@ -15,6 +15,7 @@ import nbformat
 import pytest
 
 from clm.book import pipeline
+from clm.book.nbclean import cell_defaults, fold_parameters
 from clm.book.params import REPO
 from clm.errors import ConfigError
 
@@ -24,6 +25,7 @@ HEADER = """# ---
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -92,9 +94,11 @@ def test_executed_notebooks_have_outputs_and_no_errors(book_run):
         assert code and all(c.execution_count for c in code), r.name
         assert not [o for c in code for o in c.outputs if o.output_type == "error"], r.name
         tags = [c.metadata.get("tags", []) for c in code]
-        assert ["parameters"] in tags and ["injected-parameters"] in tags, r.name
+        assert ["parameters"] in tags and ["injected-parameters"] not in tags, r.name  # folded into it
         assert nb.metadata.papermill["parameters"]["preset"] == "tiny"
         assert nb.metadata.kernelspec["name"] == "python3"
+        views = [o for c in code for o in c.outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        assert views == [], f"{r.name}: a widget with no state committed"
 
 
 def test_volatile_metadata_is_stripped(book_run):
@@ -165,11 +169,13 @@ def test_failing_notebook_stops_with_its_name_and_cell(tmp_path, capsys):
     assert (tmp_path / "out" / "01_ok.ipynb").is_file()
     assert not (tmp_path / "out" / "02_fail.ipynb").exists() and not (tmp_path / "out" / "03_after.ipynb").exists()
     assert list((tmp_path / "run" / "pipeline").glob("02_fail.*.partial.ipynb"))
-    # the CLI prints the same single line and exits 1
+    # the command line (python -m clm book) prints the same single line and exits 1
+    from clm.cli import main
+
     argv = ["--preset", "tiny", "--run-dir", str(tmp_path / "run"), "--out-dir", str(tmp_path / "out"), "--no-build"]
-    assert pipeline.main([*argv, "--root", str(root)]) == 1
-    err_lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
-    assert len(err_lines) == 1 and "02_fail" in err_lines[0] and "cell" in err_lines[0]
+    assert main(["book", *argv, "--root", str(root)]) == 1
+    err_lines = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert len(err_lines) == 1 and err_lines[0].startswith("python -m clm book: error: notebook 02_fail failed in cell")
 
 
 def test_resume_reruns_only_what_changed(tmp_path):
@@ -206,9 +212,11 @@ def test_bad_configuration_is_one_line():
         pipeline.Config(preset="huge")
     with pytest.raises(ConfigError, match="--only '09'"):
         pipeline.run_notebooks(pipeline.Config(preset="tiny", only=("09",)))
+    from clm.cli.book import parameter  # -p [NB:]NAME VALUE
+
     with pytest.raises(ConfigError, match="NOTEBOOK:name"):
-        pipeline._param(["01_data:not-a-name", "1"])
-    assert pipeline._param(["04_single_attribute:attributes", "[sentiment, humor]"]) == (
+        parameter("01_data:not-a-name", "1")
+    assert parameter("04_single_attribute:attributes", "[sentiment, humor]") == (
         "04_single_attribute",
         "attributes",
         ["sentiment", "humor"],
@@ -253,9 +261,36 @@ def test_strip_volatile_and_progress_bars():
     ]
 
 
+def test_progress_bar_widgets_become_their_final_line():
+    """tqdm draws widgets where ipywidgets is installed; their state is not committed, so each
+    becomes the text of its final state, and one whose state is lost (showing 0 %) is dropped."""
+    view = lambda mid, text: nbformat.v4.new_output(  # noqa: E731
+        "display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": mid}, "text/plain": text}
+    )
+    html = lambda v: {"model_name": "HTMLModel", "state": {"value": v}}  # noqa: E731
+    state = {
+        "box": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_l", "IPY_MODEL_p", "IPY_MODEL_r"]}},
+        "l": html("perplexity:\u2007100%"),
+        "p": {"model_name": "FloatProgressModel", "state": {"value": 9.0, "max": 9.0}},
+        "r": html("\u20079/9\u2007[00:01&lt;00:00,\u20075.1it/s]"),
+        "slider": {"model_name": "FloatSliderModel", "state": {"value": 0.5}},
+    }
+    nb = nbformat.v4.new_notebook(metadata={"widgets": {"application/vnd.jupyter.widget-state+json": {"state": state}}})
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [view("box", "perplexity:   0%|          | 0/9"), view("gone", "ppl:   0%|          | 0/9"),
+                    view("slider", "FloatSlider(value=0.5)")]  # fmt: skip
+    nb.cells = [cell]
+    outs = pipeline.strip_volatile(nb).cells[0].outputs
+    assert outs[0]["data"] == {"text/plain": "perplexity: 100%|██████████| 9/9 [00:01<00:00, 5.1it/s]"}
+    assert len(outs) == 2 and "application/vnd.jupyter.widget-view+json" in outs[1]["data"]  # not a bar: kept
+    assert "widgets" not in nb.metadata
+
+
 def test_run_dir_is_relative_in_committed_notebooks():
     cfg = pipeline.Config(preset="cpu")
-    assert pipeline.parameters(cfg, "01_data")["run_dir"] == "../runs/cpu"
+    assert pipeline.parameters(cfg, "01_data")["run_dir"] is None  # the default: the cell keeps None
+    cfg = pipeline.Config(preset="cpu", run_dir=REPO / "runs" / "mine")
+    assert pipeline.parameters(cfg, "01_data")["run_dir"] == "../runs/mine"
     cfg = pipeline.Config(
         preset="tiny", run_dir=Path("/elsewhere/run"), params={"*": {"seed": 2}, "01_data": {"n_examples": 1}}
     )
@@ -264,12 +299,13 @@ def test_run_dir_is_relative_in_committed_notebooks():
     assert "n_examples" not in pipeline.parameters(cfg, "08_conclusions")
 
 
-def _inputs(cells) -> list[tuple[str, str]]:
-    return [(c.cell_type, c.source.strip()) for c in cells if "injected-parameters" not in c.metadata.get("tags", [])]
+def _inputs(cells) -> list[tuple[str, str, list]]:
+    return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in cells]
 
 
 def test_committed_notebooks_match_their_sources():
-    """An executed notebook in notebooks/ must have exactly the cells of its .py source."""
+    """An executed notebook in notebooks/ has exactly the cells of its .py source: no papermill
+    injected-parameters cell, the same parameters cell (what JupyterLab's jupytext checks)."""
     import jupytext
 
     pairs = [(p, p.with_suffix(".py")) for p in sorted((REPO / "notebooks").glob("*.ipynb"))]
@@ -279,7 +315,113 @@ def test_committed_notebooks_match_their_sources():
         assert py.is_file(), f"{ipynb.name} has no .py source"
         executed = nbformat.read(ipynb, as_version=4)
         source = jupytext.read(py)
-        assert _inputs(executed.cells) == _inputs(source.cells), f"{ipynb.name} is stale: rerun python -m clm.pipeline"
+        assert _inputs(executed.cells) == _inputs(source.cells), f"{ipynb.name} is stale: rerun python -m clm book"
+
+
+def test_committed_sources_are_what_jupytext_writes():
+    """Saving a chapter in JupyterLab writes its .py with jupytext: it must come out byte for byte
+    (no jupytext_version header, the kernelspec of .ci/setup's kernel)."""
+    import jupytext
+
+    for py in sorted((REPO / "notebooks").glob("*.py")):
+        text = py.read_text(encoding="utf-8")
+        nb = jupytext.reads(text, fmt="py:percent")
+        assert nb.metadata["kernelspec"] == pipeline.KERNELSPEC, py.name
+        assert nb.metadata["jupytext"]["formats"] == pipeline.PAIRING, py.name
+        assert jupytext.writes(nb, fmt="py:percent") == text, f"{py.name}: jupytext would rewrite it"
+
+
+def test_the_main_command_injects_nothing_into_the_chapters():
+    """``python -m clm book --preset cpu`` runs every chapter with its own defaults: nothing is
+    injected, so the committed parameters cells keep their None and the sources their bytes."""
+    import jupytext
+
+    cfg = pipeline.Config(preset="cpu")
+    for name in pipeline.toc_notebooks(REPO):
+        nb = jupytext.read(REPO / "notebooks" / f"{name}.py")
+        assert pipeline.to_inject(nb, pipeline.parameters(cfg, name)) == {}, name
+    tiny = pipeline.Config(preset="tiny", run_dir=Path("/elsewhere/run"))
+    nb = jupytext.read(REPO / "notebooks" / "01_data.py")
+    injected = pipeline.to_inject(nb, pipeline.parameters(tiny, "01_data"))
+    assert injected == {"preset": "tiny", "run_dir": "/elsewhere/run"}
+
+
+def test_fold_parameters_writes_what_ran_into_the_parameters_cell():
+    src = 'preset = None  # scale\nrun_dir = None\nseed = 0  # seed\nflag: bool = True\nname = "é"'
+    assert fold_parameters(src, {"preset": None, "seed": 0, "flag": True}) == src  # unchanged: byte for byte
+    out = fold_parameters(src, {"preset": "tiny", "seed": 1, "flag": 1, "attributes": ["a", "b"]})
+    assert out.splitlines() == [
+        'preset = "tiny"  # scale',
+        "run_dir = None",
+        "seed = 1  # seed",
+        "flag: bool = 1",  # 1 is not True
+        'name = "é"',
+        'attributes = ["a", "b"]',  # appended
+    ]
+    assert cell_defaults(out) == {"preset": "tiny", "run_dir": None, "seed": 1, "flag": 1, "name": "é",
+                                  "attributes": ["a", "b"]}  # fmt: skip
+
+
+def _pair_in_sync(folder: Path, name: str) -> None:
+    """jupytext's contents manager reads the pair with no "more recent" error and saving it
+    unedited changes neither file; ``jupytext --sync`` finds nothing to update."""
+    import subprocess
+    import sys
+
+    from jupytext import TextFileContentsManager
+
+    files = [folder / f"{name}.ipynb", folder / f"{name}.py"]
+    before = [f.read_bytes() for f in files]
+    assert files[0].stat().st_mtime == files[1].stat().st_mtime
+    cm = TextFileContentsManager(root_dir=str(folder))
+    cm.save({"type": "notebook", "content": cm.get(f"{name}.ipynb")["content"]}, f"{name}.ipynb")
+    assert [f.read_bytes() for f in files] == before
+    sync = subprocess.run([sys.executable, "-m", "jupytext", "--sync", str(files[0])], capture_output=True, text=True)
+    assert sync.returncode == 0 and "Updating" not in sync.stderr + sync.stdout, sync.stderr
+    assert [f.read_bytes() for f in files] == before
+
+
+def test_pipeline_writes_the_ipynb_and_py_as_a_jupytext_pair(tmp_path):
+    root = write_root(tmp_path / "root", {"01_ok": OK})
+    cfg = pipeline.Config(preset="tiny", run_dir=tmp_path / "run", out_dir=tmp_path / "out", root=root)
+    cfg.params = {"01_ok": {"seed": 3}}
+    pipeline.run_notebooks(cfg, log=lambda _: None)
+    nb = nbformat.read(tmp_path / "out" / "01_ok.ipynb", as_version=4)
+    assert not [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    params = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert params.splitlines() == ['preset = "tiny"', "model = None", "data_dir = None",
+                                   f'run_dir = "{tmp_path / "run"}"', "seed = 3"]  # fmt: skip
+    assert nb.metadata.papermill["parameters"] == {"preset": "tiny", "run_dir": str(tmp_path / "run"), "seed": 3}
+    assert (tmp_path / "run" / "ok.txt").read_text() == "tiny 3"
+    assert (tmp_path / "out" / "01_ok.py").read_text() == HEADER + PARAMS.replace(
+        'preset = "cpu"', 'preset = "tiny"').replace("run_dir = None", f'run_dir = "{tmp_path / "run"}"').replace(
+        "seed = 0", "seed = 3") + OK  # fmt: skip
+    _pair_in_sync(tmp_path / "out", "01_ok")
+    assert (root / "notebooks" / "01_ok.py").read_text() == HEADER + PARAMS + OK  # the source is left alone
+
+
+def test_in_place_with_the_defaults_leaves_the_source_as_it_is(tmp_path):
+    """In place, nothing differs from the notebook's own parameters: nothing is injected or folded,
+    and the committed source keeps every byte (only its modification time follows the .ipynb)."""
+    run = tmp_path / "run"
+    root = write_root(tmp_path / "root", {"01_ok": OK})
+    src = root / "notebooks" / "01_ok.py"
+    text = src.read_text().replace("run_dir = None", f'run_dir = "{run}"')
+    src.write_text(text)
+    cfg = pipeline.Config(preset="cpu", run_dir=run, root=root)
+    assert cfg.in_place
+    pipeline.run_notebooks(cfg, log=lambda _: None)
+    assert src.read_text() == text
+    nb = nbformat.read(root / "notebooks" / "01_ok.ipynb", as_version=4)
+    assert nb.metadata.papermill["parameters"] == {}
+    assert (run / "ok.txt").read_text() == "cpu 0"
+    _pair_in_sync(root / "notebooks", "01_ok")
+    # a changed parameter is written into both files, and the rerun after it is a resume
+    cfg.params = {"*": {"seed": 5}}
+    pipeline.run_notebooks(cfg, log=lambda _: None)
+    assert src.read_text() == text.replace("seed = 0", "seed = 5")
+    _pair_in_sync(root / "notebooks", "01_ok")
+    assert [r.status for r in pipeline.run_notebooks(cfg, log=lambda _: None)] == ["skipped"]
 
 
 def test_in_place_build_reads_only_the_executed_notebooks(book_run, tmp_path):

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from clm import plots
 from clm.errors import ConfigError  # noqa: E402
-from clm.experiments import analysis, designs, sweep_perplexity  # noqa: E402
+from clm.experiments import analysis, designs, geometry, sweep_perplexity  # noqa: E402
 
 ATTRS = ["sentiment", "formality", "humor"]
 
@@ -92,8 +92,8 @@ def test_heatmaps(single, tmp_path):
     G = pd.DataFrame(
         np.array([[1.0, 0.5, 0.0], [0.5, 2.0, -0.3], [0.0, -0.3, 1.5]]), index=list("abc"), columns=list("abc")
     )
-    check(plots.cosine_heatmap(analysis.cosine_matrix(G)), tmp_path, "cosine")
-    check(plots.distance_heatmap(analysis.distance_matrix(G)), tmp_path, "distance")
+    check(plots.cosine_heatmap(geometry.cosine_matrix(G)), tmp_path, "cosine")
+    check(plots.distance_heatmap(geometry.distance_matrix(G)), tmp_path, "distance")
 
 
 def test_spider(single, tmp_path):
@@ -120,7 +120,7 @@ def test_mds_scatter(tmp_path):
     )
     G.columns = G.index
     settings = [s for a in ATTRS for s in designs.single_attribute(a, [-1, 0, 0.5, 1, 2])]
-    emb = analysis.mds_embedding(G, settings)
+    emb = geometry.mds_embedding(G, settings)
     fig = plots.mds_scatter(emb)
     assert "base" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     check(fig, tmp_path, "mds", n_axes=1)

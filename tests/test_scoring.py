@@ -217,12 +217,13 @@ def test_load_errors_and_bad_files(pico_heads, tmp_path):
 
 
 def test_cli_train_and_evaluate(tmp_path, capsys):
-    from clm.eval.scoring import main
+    from clm.cli import main
 
     write_data(tmp_path, "humor", "train", n=12)
     write_data(tmp_path, "humor", "test", n=6)
-    main(
+    rc = main(
         [
+            "scorers",
             "train",
             "--data-dir",
             str(tmp_path),
@@ -237,9 +238,11 @@ def test_cli_train_and_evaluate(tmp_path, capsys):
         ]
     )
     printed = capsys.readouterr().out
-    assert "humor: main" in printed
+    assert rc == 0 and "humor: main" in printed
     rec = json.loads((tmp_path / "h" / "humor.json").read_text())
-    assert rec["command"].startswith("python -m clm.scoring train") and rec["n_train"] == 36 and rec["n_val"] == 4
+    assert rec["command"].startswith("python -m clm scorers train") and rec["n_train"] == 36 and rec["n_val"] == 4
+    metrics = json.loads((tmp_path / "h" / "metrics.json").read_text())
+    assert metrics["command"] == rec["command"] and set(metrics["attributes"]) == {"humor"}
 
 
 # ---------------------------------------------------------------------- paper-faithful backend

@@ -233,7 +233,9 @@ def test_wikitext_perplexity_context_names_endpoints_and_settings(im, tmp_path):
     moved = tmp_path / "elsewhere" / "w.txt"
     moved.parent.mkdir()
     moved.write_text("a b c\n")
-    assert sweep_perplexity.wikitext_perplexity(im, moved, window=64, stride=32).context == a.context  # content, not path
+    assert (
+        sweep_perplexity.wikitext_perplexity(im, moved, window=64, stride=32).context == a.context
+    )  # content, not path
     moved.write_text("a b d\n")
     assert sweep_perplexity.wikitext_perplexity(im, moved, window=64, stride=32).context != a.context
 
@@ -295,3 +297,188 @@ def test_wikitext_perplexity_callable_changes_with_the_weights(im, tmp_path):
     base, pos = ppl(clm.Weights.base()), ppl(clm.Weights({"sentiment": 1.0}))
     assert 1 < base and 1 < pos and base != pos
     assert base == ppl(clm.Weights.base())
+
+
+# ---------------------------------------------------------------------- reruns and keys
+class Keyed:
+    """A fake scorer with a fingerprint (its scores are kept while that holds): text length mod ``mod``."""
+
+    def __init__(self, mod: int, fingerprint: str):
+        self.mod, self.fingerprint, self.calls = mod, fingerprint, 0
+
+    def score(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        return np.array([len(t) % self.mod / self.mod for t in texts])
+
+
+def wiki_ppl():
+    def ppl(w):
+        return 10.0 + sum(w.alpha.values())
+
+    ppl.context = "fake-wikitext"
+    return ppl
+
+
+@pytest.mark.parametrize("with_ppl", [False, True], ids=["no-perplexity", "perplexity"])
+@pytest.mark.parametrize("fluency", [None, "base"], ids=["no-fluency", "fluency"])
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_three_reruns_give_byte_identical_tables(im, tmp_path, with_ppl, fluency, suffix):
+    """A rerun reuses its own output (the second rerun used to fail with a MergeError on
+    wikitext_ppl) and writes the same bytes, with and without perplexity= and fluency."""
+    settings = designs.single_attribute("sentiment", [0.0, 1.0]) + designs.custom(["base"])
+    out = tmp_path / f"t{suffix}"
+    kw = dict(n_samples=2, max_new_tokens=4, batch_size=5, fluency=fluency, progress=False)
+    runs = []
+    for _ in range(3):
+        t = sweep.run_sweep(
+            im, settings, PROMPTS[:2], scorers(), out=out, perplexity=wiki_ppl() if with_ppl else None, **kw
+        )
+        ppl = out.with_name(f"t_perplexity{suffix}")
+        runs.append((out.read_bytes(), ppl.read_bytes() if with_ppl else b"", t))
+    assert runs[0][:2] == runs[1][:2] == runs[2][:2]
+    t = runs[-1][2]
+    assert ("wikitext_ppl" in t.columns) == with_ppl and ("ppl" in t.columns) == (fluency is not None)
+    assert not [c for c in t.columns if c.endswith(("_x", "_y"))]
+    if with_ppl:
+        assert t.groupby("setting").wikitext_ppl.first().to_dict() == {
+            "base": 10.0,
+            "sentiment=0": 10.0,
+            "sentiment=1": 11.0,
+        }
+
+
+def test_a_rerun_of_a_table_with_the_old_merge_columns_repairs_it(im, tmp_path, monkeypatch):
+    out = tmp_path / "t.parquet"
+    kw = dict(max_new_tokens=3, fluency=None, progress=False, perplexity=wiki_ppl())
+    t = sweep.run_sweep(im, ["sentiment=1"], PROMPTS[:2], scorers(), out=out, **kw)
+    broken = t.rename(columns={"wikitext_ppl": "wikitext_ppl_x"}).assign(wikitext_ppl_y=t.wikitext_ppl)
+    tables.write_table(broken, out)  # what the old merge left behind
+    calls = count_generate(im, monkeypatch)
+    again = sweep.run_sweep(im, ["sentiment=1"], PROMPTS[:2], scorers(), out=out, **kw)
+    assert calls == [] and list(again.columns) == list(t.columns)
+    pd.testing.assert_frame_equal(again, t)
+
+
+def test_new_scorers_rescore_kept_generations_without_regenerating(im, tmp_path, monkeypatch):
+    settings = designs.single_attribute("sentiment", [0.0, 1.0])
+    out = tmp_path / "t.parquet"
+    kw = dict(n_samples=2, max_new_tokens=5, batch_size=3, fluency=None, progress=False, out=out)
+    first = sweep.run_sweep(im, settings, PROMPTS, {"sentiment": Keyed(3, "heads-v1")}, **kw)
+    calls = count_generate(im, monkeypatch)
+    same = Keyed(5, "heads-v1")  # the same fingerprint: its stored scores are kept, it is never called
+    kept = sweep.run_sweep(im, settings, PROMPTS, {"sentiment": same}, **kw)
+    assert calls == [] and same.calls == 0
+    pd.testing.assert_frame_equal(kept, first)
+    new = Keyed(5, "heads-v2")  # retrained: every kept continuation is re-scored
+    rescored = sweep.run_sweep(im, settings, PROMPTS, {"sentiment": new}, **kw)
+    assert calls == [] and new.calls == len(plan_chunks_of(first))
+    assert rescored.continuation.tolist() == first.continuation.tolist()
+    assert rescored.score_sentiment.tolist() == Keyed(5, "").score(first.continuation.tolist()).tolist()
+    assert rescored.score_sentiment.tolist() != first.score_sentiment.tolist()
+    assert set(rescored.scored_by) == {'{"sentiment": "heads-v2"}'}
+
+
+def plan_chunks_of(table) -> list:
+    return list(dict.fromkeys(table.chunk))
+
+
+def test_fluency_turned_on_is_measured_for_kept_rows(im, tmp_path, monkeypatch):
+    settings = designs.single_attribute("sentiment", [0.0, 1.0])
+    kw = dict(n_samples=2, max_new_tokens=5, batch_size=4, progress=False)
+    fresh = sweep.run_sweep(im, settings, PROMPTS, scorers(), fluency="base", **kw)  # in memory
+    out = tmp_path / "t.parquet"
+    sweep.run_sweep(im, settings, PROMPTS, scorers(), fluency=None, out=out, **kw)
+    calls = count_generate(im, monkeypatch)
+    t = sweep.run_sweep(im, settings, PROMPTS, scorers(), fluency="base", out=out, **kw)
+    assert calls == [] and "ppl" in t.columns
+    np.testing.assert_array_equal(t.ppl.to_numpy(), fresh.ppl.to_numpy())  # from the stored token ids
+    # rows stored without token ids (older tables) are re-tokenized
+    legacy = tables.read_table(out).drop(columns=["token_ids", "ppl", "ppl_by"])
+    tables.write_table(legacy, out)
+    t2 = sweep.run_sweep(im, settings, PROMPTS, scorers(), fluency="base", out=out, **kw)
+    assert calls == [] and np.isfinite(t2.ppl[t2.n_tokens > 0]).all()
+
+
+def test_retraining_one_attribute_keeps_and_does_not_reseed_the_others(
+    im, pico_dir, endpoints_dir, adapters, tmp_path, monkeypatch
+):
+    import shutil
+
+    settings = designs.custom(["base", "sentiment=1", "formality=0", "formality=1"])
+    kw = dict(max_new_tokens=5, batch_size=3, fluency=None, progress=False)  # 4 chunks: 3 prompts each
+    out = tmp_path / "t.parquet"
+    before = sweep.run_sweep(im, settings, PROMPTS, scorers(), out=out, **kw)
+    ends_dir = tmp_path / "ends"
+    shutil.copytree(endpoints_dir, ends_dir)
+    ends = clm.Endpoints.load(ends_dir)
+    ends.add("sentiment", adapters["formality/low"], adapters["formality/high"], "negative", "positive", replace=True)
+    im2 = clm.InterpolatedModel(*clm.load_base(str(pico_dir)), ends)  # a fresh base: im wraps its own
+    calls = count_generate(im2, monkeypatch)
+    after = sweep.run_sweep(im2, settings, PROMPTS, scorers(), out=out, **kw)
+    assert len(calls) == 1 and [g.weights for g in calls[0]] == [clm.Weights({"sentiment": 1.0})] * 3
+    same = after.setting != "sentiment=1"
+    pd.testing.assert_frame_equal(after[same], before[same])  # kept: not regenerated, not re-seeded
+    assert (after.chunk[~same] != before.chunk[~same]).all()
+    # a new sweep from scratch on the new endpoints draws the same texts for the kept settings
+    fresh = sweep.run_sweep(im2, settings, PROMPTS, scorers(), **kw)
+    assert fresh.continuation.tolist() == after.continuation.tolist()
+
+
+def test_scorer_fingerprints_name_head_weights_and_encoder():
+    from clm.eval.scoring import Head, HeadScorer
+    from clm.experiments.keys import scorer_fingerprint
+
+    class Enc:
+        def __init__(self, fp, max_length=64):
+            self.fingerprint, self.max_length = fp, max_length
+
+    head = Head([(np.array([[0.1], [1.0]]), np.array([-1.0]))], temperature=1.5)
+    fp = scorer_fingerprint(HeadScorer("sentiment", "negative", "positive", head, Enc("e1")))
+    assert fp == scorer_fingerprint(HeadScorer("sentiment", "negative", "positive", head, Enc("e1")))
+    other_head = Head([(np.array([[0.1], [1.1]]), np.array([-1.0]))], temperature=1.5)
+    other_temp = Head(head.layers, temperature=2.0)
+    assert len({
+        fp,
+        scorer_fingerprint(HeadScorer("sentiment", "negative", "positive", other_head, Enc("e1"))),
+        scorer_fingerprint(HeadScorer("sentiment", "negative", "positive", other_temp, Enc("e1"))),
+        scorer_fingerprint(HeadScorer("sentiment", "negative", "positive", head, Enc("e2"))),
+        scorer_fingerprint(HeadScorer("sentiment", "negative", "positive", head, Enc("e1", 128))),
+    }) == 5  # fmt: skip
+    assert scorer_fingerprint(lambda texts: texts) is None and scorer_fingerprint(Frac("a")) is None
+
+
+def test_shipped_tables_are_keyed_for_the_shipped_endpoints_and_scorers():
+    """The book reuses every shipped row at the cpu preset: each chunk key recomputes from its rows
+    and the shipped endpoints it uses, each score names the shipped head that made it, and each
+    perplexity its context."""
+    import json
+
+    from clm.core.weights import Weights
+    from clm.eval.scoring import Head
+    from clm.experiments.keys import chunk_key, head_fingerprint, used_attributes
+    from clm.paths import ASSETS
+
+    ends = clm.Endpoints.load(ASSETS / "endpoints" / "smollm2-135m")
+    heads = {}
+    for a in ends.attributes:
+        cfg = json.loads((ASSETS / "scorers" / f"{a}.json").read_text())
+        head = Head.load(ASSETS / "scorers" / f"{a}.safetensors")
+        heads[a] = head_fingerprint(head, a, cfg["low"], cfg["high"], cfg["encoder_fingerprint"], cfg["max_length"])
+    gen = dict(max_new_tokens=32, do_sample=True, temperature=1.0, top_p=1.0, top_k=0)  # the cpu preset
+    files = sorted((ASSETS / "tables" / "smollm2-135m").glob("*.parquet"))
+    assert len(files) == 15
+    for f in files:
+        t = tables.read_table(f)
+        if f.stem.endswith("_perplexity"):
+            for w, ctx in zip(t.weights, t.context):
+                assert json.loads(ctx)["endpoints"] == ends.digest(used_attributes(Weights.from_json(w))), f.name
+            continue
+        assert set(t.scored_by) == {json.dumps(heads)}, f.name
+        for key, g in t.groupby("chunk", sort=False):
+            used = sorted({a for w in g.weights for a in used_attributes(Weights.from_json(w))})
+            rows = zip(g.weights, g.prompt, g.prompt_index.astype(int), g["sample"].astype(int), g.seed.astype(int))
+            assert chunk_key(gen, ends.digest(used), [list(map(_py, r)) for r in rows]) == key, f.name
+
+
+def _py(x):
+    return x.item() if hasattr(x, "item") else x

@@ -21,7 +21,8 @@ from clm.core.models import pico_tokenizer
 from clm.data import pack_blocks
 from clm.errors import ClmError
 from clm.train.config import TrainConfig
-from clm.train.trainer import loss_table, train_endpoints
+from clm.train.logs import loss_table
+from clm.train.trainer import train_endpoints
 
 REPO = Path(__file__).resolve().parents[1]
 # Resume restores the optimizer, scheduler, RNG states and the data order, so the result is the
@@ -166,10 +167,58 @@ def test_loss_curve_figure(trained):
     import matplotlib
 
     matplotlib.use("Agg")
-    from clm.train.trainer import plot_loss_curves
+    from clm.plots import loss_curves
 
-    g = plot_loss_curves(trained)
+    g = loss_curves(trained)
     assert len(g.axes.flat) == 1 and g.axes.flat[0].lines
+
+
+def test_train_or_load_prefers_what_exists(trained, data_dir, tmp_path):
+    from clm.train.endpoints_io import train_or_load
+
+    ends, source = train_or_load(_cfg(data_dir), trained, trained / "endpoints", ["mood"])
+    assert source == "run dir" and ends.path == trained / "endpoints"
+    # An empty run dir with reuse: the "shipped" endpoints are used in place, nothing is written.
+    ends, source = train_or_load(_cfg(data_dir), tmp_path / "run", tmp_path / "run/endpoints", ["mood"], shipped=trained / "endpoints")
+    assert source == "shipped" and ends.path == trained / "endpoints" and not (tmp_path / "run").exists()
+    # Without reuse it trains; the poles are finished in the work dir, so training only adds them.
+    before = (trained / "train/mood/sad/log.json").read_text()
+    ends, source = train_or_load(_cfg(data_dir), trained, tmp_path / "ends", ["mood"], reuse=False, shipped=trained / "endpoints")
+    assert source == "trained" and ends.attributes == ["mood"] and ends.path == tmp_path / "ends"
+    assert (trained / "train/mood/sad/log.json").read_text() == before
+
+
+def test_selection_record_tables():
+    from clm.train.endpoints_io import revision_numbers, selection_table, selection_text
+
+    def cand(lr, loss, lo, hi, ppl):
+        control = {"mood": {"by_alpha": {"0.0": lo, "1.0": hi}, "range": hi - lo, "empty_by_alpha": {"0.0": 0.5, "1.0": 0.0}}}
+        return {"config": {"learning_rate": lr}, "held_out": {"mood": {"sad": {"final_loss": loss}, "glad": {"final_loss": loss + 1}}},
+                "dev_control": control, "dev_fluency": {"base": 10.0, "mood": {"0.0": ppl, "1.0": 12.0}}}  # fmt: skip
+
+    sel = {"candidates": {"a": cand(1e-3, 2.0, 0.2, 0.6, 11.0), "b": cand(2e-3, 3.0, 0.1, 0.9, 15.0)},
+           "rule": "widest range", "choice": "a", "reason": "why",
+           "revisions": [{"attribute": "mood", "why": "w", "rule": "r", "choice": "b", "reason": "z", "replaced": "a", "test_before": 1}]}  # fmt: skip
+    t = selection_table(sel)
+    assert list(t.index) == ["a", "b"] and t.loc["a", "lr"] == "0.001" and t.loc["b", "separator"] == "'eos'"
+    assert t.loc["a", "held-out loss (mean of poles)"] == 2.5 and t.loc["b", "dev ppl / base"] == 1.5
+    assert t.loc["a", "dev ppl / base"] == 1.2 and t.loc["a", "empty continuations α=0/1"] == "50%/0%"
+    assert selection_text(sel) == "rule: widest range\nchosen: a: why\n\nrevisited, mood: w\nrule: r\nchosen: b: z"
+    rev = revision_numbers(sel)
+    assert rev == [{"attribute": "mood", "replaced": "a", "choice": "b", "test_before": 1,
+                    "dev": {"a": {"range": 0.6 - 0.2, "ppl_ratio": 1.2}, "b": {"range": 0.9 - 0.1, "ppl_ratio": 1.5}}}]  # fmt: skip
+    assert revision_numbers(None) == []
+
+
+def test_held_out_table(trained):
+    from clm.train.logs import held_out_table
+
+    t = held_out_table(loss_table(trained), ["mood"])
+    for pole in ("sad", "glad"):
+        log = json.loads((trained / "train/mood" / pole / "log.json").read_text())
+        evals = [e["eval_loss"] for e in log["log"] if "eval_loss" in e]
+        assert t.loc[("mood", pole)].tolist() == [evals[0], evals[-1]]
+    assert held_out_table(loss_table(trained), ["other"]).empty
 
 
 def test_rerun_skips_finished_poles(trained, data_dir):
@@ -246,7 +295,8 @@ def test_two_processes_give_valid_endpoints(data_dir, tmp_path):
         "--nproc_per_node",
         "2",
         "-m",
-        "clm.cli.train",
+        "clm",
+        "train",
         "--config",
         str(tmp_path / "cfg.yaml"),
         "--run-dir",
@@ -402,3 +452,4 @@ def test_tune_and_release_read_a_finished_run(trained, pico, tmp_path):
         rec = json.loads((out / "mood" / ("low" if pole == "sad" else "high") / "clm_adapter.json").read_text())
         assert rec["data"]["file_sha256"] in text
     assert "research use only" in text and "Chosen: **x**" in text
+    assert "python -m clm train --preset" in text and "clm.cli_train" not in text  # today's command line

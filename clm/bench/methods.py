@@ -255,41 +255,30 @@ def timed(fn: Callable, *args: Any) -> tuple[float, Any]:
 
 
 def peak_memory(method: str, model: str, endpoints: Path, batch: int, new_tokens: int, dtype: str) -> float:
-    """Peak memory (MiB) of one method alone, in a fresh subprocess: peak RSS on the CPU (the
-    whole process: Python, torch, model, caches), GPU memory allocated on CUDA."""
+    """Peak memory (MiB) of one method alone, in a fresh subprocess running :func:`probe`: peak RSS
+    on the CPU (the whole process: Python, torch, model, caches), GPU memory allocated on CUDA."""
+    import json
     import subprocess
 
-    args = [
-        sys.executable,
-        "-m",
-        "clm.bench",
-        "--probe",
-        method,
-        "--model",
-        model,
-        "--endpoints",
-        str(endpoints),
-        "--batches",
-        str(batch),
-        "--new-tokens",
-        str(new_tokens),
-        "--dtype",
-        dtype,
-    ]
-    out = subprocess.run(args, capture_output=True, text=True, check=True)
+    job = dict(method=method, model=model, endpoints=str(endpoints), batch=batch, new_tokens=new_tokens, dtype=dtype)
+    code = "import json, sys; from clm.bench.methods import probe; probe(**json.loads(sys.argv[1]))"
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(job)], capture_output=True, text=True)
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"the memory probe of {method!r} failed with exit code {out.returncode}: {last}")
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def probe_main(args) -> None:
-    """One job at the largest batch (distinct settings where the method can), then print the
-    peak memory in MiB: GPU memory allocated on CUDA, else the process's peak RSS."""
-    b = Bench(args.model, (args.probe,), 0, 0, args.dtype, Path("."), endpoints=args.endpoints)
-    n = max(args.batches)
+def probe(method: str, model: str, endpoints: str, batch: int, new_tokens: int, dtype: str) -> None:
+    """The subprocess of :func:`peak_memory`: one job of ``method`` at ``batch`` (distinct settings
+    where the method can), then print the peak memory in MiB: GPU memory allocated on CUDA, else
+    this process's peak RSS."""
+    b = Bench(model, (method,), 0, 0, dtype, Path("."), endpoints=Path(endpoints))
     b.job(
-        args.probe,
-        prompt_ids(b.tok, n, 16).to(b.device),
-        settings(b.attrs, n, args.probe not in ("merged", "paper")),
-        args.new_tokens,
+        method,
+        prompt_ids(b.tok, batch, 16).to(b.device),
+        settings(b.attrs, batch, method not in ("merged", "paper")),
+        new_tokens,
     )
     if torch.cuda.is_available():
         print(torch.cuda.max_memory_allocated() / 2**20)

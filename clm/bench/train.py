@@ -4,18 +4,16 @@ Both train one pole (the same packed blocks of the same texts) with the same LoR
 settings, back to back in one process; each figure is optimizer steps x effective batch x block
 size over the wall time of ``Trainer.train()`` (model loading and data preparation excluded).
 clm.train runs with checkpointing and eval switched off here so that both do the same work.
-Prints one JSON line. Not a test: run it by hand, e.g.::
+The command prints one JSON line. Not a test: run it by hand, e.g.::
 
-    nice -n 10 python -m clm.bench_train --model smollm2-135m --steps 4
+    nice -n 10 python -m clm bench train --model smollm2-135m --steps 4
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -67,45 +65,44 @@ def plain_peft(model_dir: Path, blocks: list[list[int]], cfg, steps: int, out: P
     return steps * cfg.effective_batch * cfg.block_size / (time.perf_counter() - t0)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m clm.bench_train", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--preset", default="cpu")
-    ap.add_argument("--attribute", default="sentiment")
-    ap.add_argument("--steps", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=1, help="alternate clm / plain this many times; report medians")
-    ap.add_argument("--batch-size", type=int, default=None, help="override the preset's batch_size")
-    ap.add_argument("--grad-accum", type=int, default=None, help="override the preset's grad_accum")
-    ap.add_argument("--data-dir", default=None)
-    args = ap.parse_args(argv)
-
+def run(
+    model: str = "smollm2-135m",
+    preset: str = "cpu",
+    attribute: str = "sentiment",
+    steps: int = 4,
+    repeats: int = 1,
+    batch_size: int | None = None,
+    grad_accum: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+) -> dict:
+    """Train one pole (``attribute``'s high pole) with ``clm.train`` and with plain PEFT, ``steps``
+    optimizer steps each, alternating ``repeats`` times; returns the medians and every run
+    (``batch_size``, ``grad_accum``: override the preset's)."""
     import torch
 
     from clm.core.models import load_base, resolve_base
     from clm.train.config import TrainConfig
     from clm.train.trainer import load_pole, train_pole
 
-    over = dict(batch_size=args.batch_size, grad_accum=args.grad_accum)
-    cfg = TrainConfig.from_preset(
-        args.preset, model=args.model, attributes=[args.attribute], data_dir=args.data_dir, max_steps=args.steps, **over
-    )
+    over = dict(batch_size=batch_size, grad_accum=grad_accum, data_dir=None if data_dir is None else str(data_dir))
+    cfg = TrainConfig.from_preset(preset, model=model, attributes=[attribute], max_steps=steps, **over)
     cfg = cfg.replace(eval_fraction=0.0, save_steps=10**9, warmup_ratio=0.0)  # no eval, no checkpoints
     _, tok = load_base(cfg.model)
     data = load_pole(cfg, cfg.attributes[0], "high", tok)
     clm_runs, plain_runs = [], []
-    for _ in range(args.repeats):  # alternate, so that a change in machine load hits both
+    for _ in range(repeats):  # alternate, so that a change in machine load hits both
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             train_pole(cfg, data, Path(tmp) / "clm", progress=False)
             clm_wall = time.perf_counter() - t0
             clm_runs.append(json.loads((Path(tmp) / "clm" / "log.json").read_text())["tokens_per_second"])
-            plain_runs.append(plain_peft(resolve_base(cfg.model)[1], data.train, cfg, args.steps, Path(tmp) / "plain"))
+            plain_runs.append(plain_peft(resolve_base(cfg.model)[1], data.train, cfg, steps, Path(tmp) / "plain"))
     clm_tps, plain_tps = statistics.median(clm_runs), statistics.median(plain_runs)
-    result = dict(
+    return dict(
         bench="train_tokens_per_second",
         model=cfg.model,
         preset=cfg.preset,
-        steps=args.steps,
+        steps=steps,
         batch_size=cfg.batch_size,
         grad_accum=cfg.grad_accum,
         block_size=cfg.block_size,
@@ -121,11 +118,4 @@ def main(argv: list[str] | None = None) -> dict:
         cpu_count=os.cpu_count(),
         device="cuda" if torch.cuda.is_available() else "cpu",
         torch=torch.__version__,
-        command="python -m clm.bench_train " + " ".join(sys.argv[1:] if argv is None else argv),
     )
-    print(json.dumps(result))
-    return result
-
-
-if __name__ == "__main__":
-    main()

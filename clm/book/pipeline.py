@@ -1,14 +1,17 @@
 """The book's pipeline: execute the notebooks in table-of-contents order, then build the book.
 
-    python -m clm.pipeline --preset cpu                    # run every notebook, build _build/html
-    python -m clm.pipeline --preset tiny --run-dir /tmp/run --out-dir /tmp/nb   # a staged run
-    python -m clm.pipeline --preset gpu --only 04_single_attribute -p 04_single_attribute:attributes '[sentiment]'
+    python -m clm book --preset cpu                    # run every notebook, build _build/html
+    python -m clm book --preset tiny --run-dir /tmp/run --out-dir /tmp/nb   # a staged run
+    python -m clm book --preset gpu --only 04_single_attribute -p 04_single_attribute:attributes '[sentiment]'
 
 Sources are the jupytext ``py:percent`` files ``notebooks/NN_name.py``; each is read with
 jupytext, given the ``python3`` kernelspec and executed with papermill, which injects the
-parameters (``preset``, ``model``, ``data_dir``, ``run_dir``, ``seed`` and any ``-p`` extras).
-The executed ``.ipynb`` (volatile metadata stripped) goes to ``--out-dir`` (default:
-``notebooks/`` itself, where the book reads it). Notebooks share results only through the run dir.
+parameters (``preset``, ``model``, ``data_dir``, ``run_dir``, ``seed`` and any ``-p`` extras) that
+differ from the notebook's own (:func:`to_inject`). The executed ``.ipynb`` and its ``.py`` go to
+``--out-dir`` (default: ``notebooks/`` itself, where the book reads it) as one jupytext pair
+(:func:`write_pair`): the injected values folded into the parameters cell, volatile metadata
+stripped, one modification time, so JupyterLab opens them clean. Notebooks share results only
+through the run dir.
 
 Resuming: after a notebook succeeds, ``<run_dir>/pipeline/<name>.json`` records a hash of its
 source and parameters. A rerun skips a notebook whose hash is unchanged and whose output
@@ -25,7 +28,6 @@ experimental run never touches the committed notebooks.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -34,17 +36,26 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clm.book.nbclean import strip_volatile
-from clm.book.params import PRESETS, REPO
+from clm.book.chapters import CHAPTERS, check_names
+from clm.book.nbclean import (  # noqa: F401 (strip_volatile: re-exported)
+    cell_defaults,
+    paired_notebook,
+    parameters_cell,
+    same_value,
+    strip_volatile,
+)
+from clm.book.params import DEFAULT_PRESET, ENV
 from clm.errors import ClmError, ConfigError
+from clm.paths import REPO
+from clm.presets import PRESETS
 
-# Per-cell timeout (seconds) by preset: long enough for the slowest cell at that scale.
-TIMEOUTS: dict[str, int] = {"tiny": 300, "cpu": 4 * 3600, "gpu": 12 * 3600}
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+PAIRING = "ipynb,py:percent"  # jupytext: each executed NN.ipynb is paired with its NN.py
 # Quiet libraries inside the kernels: progress bars belong in a terminal, not in committed outputs.
 QUIET_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
@@ -76,7 +87,7 @@ class Config:
     start: str | None = None  # rerun from this notebook onwards
     force: bool = False
     allow_missing: bool = False
-    timeout: int | None = None  # per cell; default TIMEOUTS[preset]
+    timeout: int | None = None  # per cell; default the preset's cell_timeout (clm/presets.py)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -86,7 +97,10 @@ class Config:
         # its repository-relative name in the committed notebooks' parameters
         self.run_dir = Path(os.path.abspath(self.run_dir or self.root / "runs" / self.preset))
         self.out_dir = Path(self.out_dir or self.root / "notebooks").resolve()
-        self.timeout = self.timeout or TIMEOUTS[self.preset]
+        self.timeout = self.timeout or PRESETS[self.preset].cell_timeout
+        for nb, given in self.params.items():  # `-p NB:name value`: a name NB does not have is an error
+            if nb in CHAPTERS:
+                check_names(nb, given)
 
     @property
     def src_dir(self) -> Path:
@@ -130,8 +144,13 @@ def toc_notebooks(root: Path) -> list[str]:
 
 
 def parameters(cfg: Config, name: str) -> dict[str, Any]:
-    """Papermill parameters for notebook ``name``: the shared ones, then its ``-p`` extras."""
-    run_dir = _relative_to(cfg.run_dir, cfg.src_dir)  # portable in committed notebooks
+    """Papermill parameters for notebook ``name``: the shared ones, then its ``-p`` extras.
+
+    The default run dir (``runs/<preset>`` of this repository) is passed as None, the chapters'
+    own default, so the committed parameters cells keep ``run_dir = None``; any other is relative
+    to ``notebooks/`` where it lies inside the repository (portable in committed notebooks)."""
+    default = cfg.root == REPO and cfg.run_dir == Path(os.path.abspath(REPO / "runs" / cfg.preset))
+    run_dir = None if default else _relative_to(cfg.run_dir, cfg.src_dir)
     params: dict[str, Any] = {
         "preset": cfg.preset,
         "model": cfg.model,
@@ -163,7 +182,8 @@ def _matches(name: str, wanted: tuple[str, ...]) -> bool:
 
 
 def execute(cfg: Config, name: str, params: dict[str, Any], digest: str = "") -> None:
-    """Execute ``notebooks/<name>.py`` with papermill into ``<out_dir>/<name>.ipynb``.
+    """Execute ``notebooks/<name>.py`` with papermill into ``<out_dir>/<name>.ipynb`` and its
+    ``<out_dir>/<name>.py`` (:func:`write_pair`).
 
     Raises :class:`NotebookError` naming the notebook and the failing cell.
     """
@@ -174,28 +194,32 @@ def execute(cfg: Config, name: str, params: dict[str, Any], digest: str = "") ->
 
     nb = jupytext.read(cfg.src_dir / f"{name}.py")
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
-    nb.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
+    nb.metadata.setdefault("jupytext", {})["formats"] = PAIRING
+    params = to_inject(nb, params)
     work = cfg.run_dir / "pipeline"
     work.mkdir(parents=True, exist_ok=True)
     partial = work / f"{name}.{digest[:12]}.partial.ipynb"  # per parameters: parallel jobs don't collide
     os.environ.update(QUIET_ENV)
-    # tqdm.auto warns that ipywidgets is missing, then falls back to text bars (which we collapse)
+    # tqdm.auto warns where ipywidgets is missing, then falls back to text bars (which we collapse)
     if "IProgress" not in os.environ.get("PYTHONWARNINGS", ""):
         os.environ["PYTHONWARNINGS"] = ",".join(
             filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:IProgress not found"])
         )
     try:
-        pm.execute_notebook(
-            nb,
-            str(partial),
-            parameters=params,
-            kernel_name=KERNELSPEC["name"],
-            cwd=str(cfg.src_dir),
-            progress_bar=False,
-            log_output=False,
-            execution_timeout=cfg.timeout,
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no "TCP without encryption" noise
-        )
+        # a preset or run dir left at None reads $CLM_PRESET / $CLM_RUN_DIR: this run's, never the shell's
+        carried = {"preset": cfg.preset, "run_dir": str(cfg.run_dir)}
+        with _kernel_env({ENV[k]: v if k in params else None for k, v in carried.items()}):
+            pm.execute_notebook(
+                nb,
+                str(partial),
+                parameters=params,
+                kernel_name=KERNELSPEC["name"],
+                cwd=str(cfg.src_dir),
+                progress_bar=False,
+                log_output=False,
+                execution_timeout=cfg.timeout,
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no "TCP without encryption" noise
+            )
     except PapermillExecutionError as err:
         first = next((line for line in err.source.splitlines() if line.strip()), "")
         raise NotebookError(
@@ -205,12 +229,70 @@ def execute(cfg: Config, name: str, params: dict[str, Any], digest: str = "") ->
     except Exception as err:  # a timeout or a dead kernel: find the cell that was running
         cell = _running_cell(partial)
         raise NotebookError(f"notebook {name} failed in cell {cell}: {type(err).__name__}: {err}") from None
-    out = strip_volatile(nbformat.read(partial, as_version=4))
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cfg.out_dir / f".{name}.ipynb.tmp"
-    nbformat.write(out, tmp)
-    os.replace(tmp, cfg.out_dir / f"{name}.ipynb")
+    write_pair(cfg, name, nbformat.read(partial, as_version=4), params)
     partial.unlink()
+
+
+def write_pair(cfg: Config, name: str, executed: Any, params: dict[str, Any]) -> None:
+    """Write ``<out_dir>/<name>.ipynb`` and its jupytext text ``<out_dir>/<name>.py`` together.
+
+    The parameters cell of both holds the parameters as executed (papermill's injected cell is
+    folded into it, :func:`clm.book.nbclean.paired_notebook`), and both files get one
+    modification time, so jupytext finds them in sync: JupyterLab opens the notebook with no
+    "more recent" error and saving it unedited rewrites neither file. In place, the source
+    ``notebooks/<name>.py`` is rewritten only where the executed parameters differ from its own.
+    """
+    import nbformat
+
+    paired, text = paired_notebook(executed, params)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    ipynb, py = cfg.out_dir / f"{name}.ipynb", cfg.out_dir / f"{name}.py"
+    json_text = nbformat.writes(paired)
+    json_text += "" if json_text.endswith("\n") else "\n"  # byte for byte as nbformat.write (Jupyter's save)
+    for path, content in ((ipynb, json_text), (py, text)):
+        if not (path.is_file() and path.read_text(encoding="utf-8") == content):
+            from clm.io import atomic_write_text
+
+            atomic_write_text(path, content)
+    now = time.time()
+    for path in (ipynb, py):
+        os.utime(path, (now, now))
+
+
+def to_inject(nb: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters that differ from the notebook's own: only these are injected, and folded
+    into its parameters cell, so a run with the defaults leaves the source as it is.
+
+    ``preset`` None in the cell is the default preset (:data:`clm.book.params.DEFAULT_PRESET`);
+    the default run dir is already None (:func:`parameters`)."""
+    cell = parameters_cell(nb)
+    defaults = cell_defaults(cell.source) if cell is not None else {}
+    none_means = {"preset": DEFAULT_PRESET}
+    return {
+        k: v
+        for k, v in params.items()
+        if not (k in defaults and (same_value(defaults[k], v) or (defaults[k] is None and none_means.get(k) == v)))
+    }
+
+
+@contextmanager
+def _kernel_env(env: dict[str, str | None]):
+    """Set (a value) or unset (None) environment variables for the kernels started inside, and
+    restore them after."""
+    old = {k: os.environ.get(k) for k in env}
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _running_cell(partial: Path) -> str:
@@ -262,8 +344,12 @@ def run_notebooks(cfg: Config, log=print) -> list[Result]:
         t0 = time.perf_counter()
         execute(cfg, name, params, digest)
         seconds = time.perf_counter() - t0
-        marker.write_text(
-            json.dumps({"hash": digest, "output": str(out), "seconds": round(seconds, 1), "params": params}, indent=1)
+        digest = source_hash(src, params)  # in place, its parameters cell may now say what ran
+        from clm.io import atomic_write_text
+
+        atomic_write_text(
+            marker,
+            json.dumps({"hash": digest, "output": str(out), "seconds": round(seconds, 1), "params": params}, indent=1),
         )
         log(f"{name}: done in {seconds:.0f} s -> {out}")
         results.append(Result(name, "ran", seconds))
@@ -312,7 +398,9 @@ def build_book(source: Path, path_output: Path | None = None, strict: bool = Tru
     build = Path(path_output or source) / "_build"
     build.mkdir(parents=True, exist_ok=True)
     log = build / "jupyter-book.log"
-    log.write_text(f"$ {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
+    from clm.io import atomic_write_text
+
+    atomic_write_text(log, f"$ {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
     if proc.returncode != 0:
         text = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)  # no terminal colours
         warnings = [line for line in text.splitlines() if "WARNING:" in line or "ERROR:" in line]
@@ -324,79 +412,20 @@ def build_book(source: Path, path_output: Path | None = None, strict: bool = Tru
     return build / "html"
 
 
-def _param(spec: list[str]) -> tuple[str, str, Any]:
-    import yaml
-
-    key, raw = spec
-    nb, _, name = key.rpartition(":")
-    if not name.isidentifier():
-        raise ConfigError(f"-p {key!r}: the parameter name must be an identifier (optionally NOTEBOOK:name)")
-    return nb or "*", name, yaml.safe_load(raw)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m clm.pipeline", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", default="cpu", choices=list(PRESETS), help="scale of the run (default cpu)")
-    ap.add_argument("--run-dir", type=Path, help="shared results of the notebooks (default runs/<preset>)")
-    ap.add_argument("--data-dir", type=Path, help="the shared data (default $CLM_DATA_DIR or ../shared/data)")
-    ap.add_argument("--model", help="base model (default: the preset's)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "-p",
-        dest="params",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("[NB:]NAME", "VALUE"),
-        help="extra parameter (YAML value), for every notebook or for NB only; repeatable",
-    )
-    ap.add_argument("--out-dir", type=Path, help="executed notebooks (default notebooks/, which the book reads)")
-    ap.add_argument("--only", nargs="+", default=[], metavar="NB", help="run only these notebooks (name or number)")
-    ap.add_argument("--from", dest="start", metavar="NB", help="rerun this notebook and every later one")
-    ap.add_argument("--force", action="store_true", help="rerun notebooks even if done")
-    ap.add_argument("--allow-missing", action="store_true", help="skip notebooks of _toc.yml that do not exist yet")
-    ap.add_argument(
-        "--timeout", type=int, help="per-cell timeout in seconds (default by preset: tiny 300, cpu 3600, gpu 14400)"
-    )
-    ap.add_argument("--no-build", action="store_true", help="execute the notebooks only")
-    ap.add_argument("--build-only", action="store_true", help="build the book from executed notebooks only")
-    ap.add_argument("--book-dir", type=Path, help="where to stage the book's sources when not building in place")
-    ap.add_argument(
-        "--path-output", type=Path, help="the HTML goes to PATH/_build/html (default: the book's source dir)"
-    )
-    ap.add_argument("--root", type=Path, default=REPO, help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
-    try:
-        params: dict[str, dict[str, Any]] = {}
-        for spec in a.params:
-            nb, name, value = _param(spec)
-            params.setdefault(nb, {})[name] = value
-        cfg = Config(
-            a.preset,
-            a.run_dir,
-            a.data_dir,
-            a.model,
-            a.seed,
-            params,
-            a.out_dir,
-            a.root,
-            tuple(a.only),
-            a.start,
-            a.force,
-            a.allow_missing,
-            a.timeout,
-        )
-        if not a.build_only:
-            run_notebooks(cfg)
-        if not a.no_build:
-            source = stage_book(cfg, a.book_dir)
-            html = build_book(source, a.path_output)
-            print(f"book: {html / 'index.html'}")
-    except ClmError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run(
+    cfg: Config,
+    *,
+    execute: bool = True,
+    build: bool = True,
+    book_dir: Path | None = None,
+    path_output: Path | None = None,
+    log=print,
+) -> Path | None:
+    """The whole pipeline: execute the notebooks (:func:`run_notebooks`, unless ``execute`` is
+    False), then stage (:func:`stage_book`, in ``book_dir``) and build the book (:func:`build_book`,
+    into ``path_output``) unless ``build`` is False. Returns the HTML directory, or None if not built."""
+    if execute:
+        run_notebooks(cfg, log=log)
+    if not build:
+        return None
+    return build_book(stage_book(cfg, book_dir), path_output)

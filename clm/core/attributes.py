@@ -20,6 +20,10 @@ class Attribute:
     high: str  # pole 1
     source: str  # the paper's source (the endpoints' training data)
     second: str  # the attribute directory of a second, broader source (for scorers)
+    # The test accuracy on its source that this attribute's scorer must reach to be trusted (set
+    # before measuring; 0.95 for simplicity, an easy task). The one place it is written:
+    # clm.experiments.claims.Thresholds and the scorers' metrics.json read it from here.
+    scorer_bar: float = 0.80
 
 
 ATTRIBUTES: dict[str, Attribute] = {
@@ -28,7 +32,7 @@ ATTRIBUTES: dict[str, Attribute] = {
         Attribute("sentiment", "negative", "positive", "SST-2", "sentiment-tweets"),
         Attribute("politeness", "impolite", "polite", "Madaan et al. 2020 P_0 / P_9", "politeness-requests"),
         Attribute("formality", "informal", "formal", "GYAFC (Family & Relationships subset)", "formality-genre"),
-        Attribute("simplicity", "complex", "simple", "novels / TinyStories", "simplicity-levels"),
+        Attribute("simplicity", "complex", "simple", "novels / TinyStories", "simplicity-levels", scorer_bar=0.95),
         Attribute("humor", "non-humorous", "humorous", "FlickrStyle", "humor-jokes"),
     )
 }

@@ -72,15 +72,19 @@ def read_adapter(directory: str | os.PathLike, base_modules: dict[str, list[int]
     Returns:
         module name (as in the base model) -> LoraFactors, tensors in float32.
     """
-    import torch
-    from safetensors.torch import load_file
-
     d = Path(directory)
     if not d.is_dir():
         raise EndpointsError(f"adapter directory {str(d)!r} does not exist")
     for fname in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (d / fname).is_file():
             raise EndpointsError(f"adapter {str(d)!r} is missing {fname}")
+    cfg = _read_adapter_config(d)
+    pairs = _read_lora_tensors(d)
+    return {module: _lora_factors(d, module, ab, cfg, base_modules) for module, ab in sorted(pairs.items())}
+
+
+def _read_adapter_config(d: Path) -> dict[str, Any]:
+    """``d``'s adapter_config.json, checked to describe a plain LoRA (no DoRA, no saved modules)."""
     try:
         cfg = json.loads((d / ADAPTER_CONFIG).read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -92,6 +96,13 @@ def read_adapter(directory: str | os.PathLike, base_modules: dict[str, list[int]
             raise EndpointsError(f"{d}: {flag}=true is not supported (ΔW must be s·B·A on a Linear)")
     if cfg.get("modules_to_save"):
         raise EndpointsError(f"{d}: modules_to_save={cfg['modules_to_save']!r} is not supported (not a LoRA delta)")
+    return cfg
+
+
+def _read_lora_tensors(d: Path) -> dict[str, dict[str, Any]]:
+    """module name -> {"A": lora_A, "B": lora_B} (as stored) from ``d``'s adapter_model.safetensors."""
+    from safetensors.torch import load_file
+
     try:
         read_safetensors_header(d / ADAPTER_WEIGHTS)
         tensors = load_file(str(d / ADAPTER_WEIGHTS))
@@ -107,31 +118,37 @@ def read_adapter(directory: str | os.PathLike, base_modules: dict[str, list[int]
         pairs.setdefault(m["module"], {})[m["ab"]] = t
     if not pairs:
         raise EndpointsError(f"{d / ADAPTER_WEIGHTS} holds no LoRA tensors")
-    r_default, alpha_default = cfg.get("r", 8), cfg.get("lora_alpha", 8)
-    out: dict[str, LoraFactors] = {}
-    for module, ab in sorted(pairs.items()):
-        if set(ab) != {"A", "B"}:
-            raise EndpointsError(f"{d}: module {module!r} has lora_{'A' if 'A' in ab else 'B'} but not its pair")
-        A, B = ab["A"].to(torch.float32), ab["B"].to(torch.float32)
-        if A.dim() != 2 or B.dim() != 2 or A.shape[0] != B.shape[1]:
-            raise EndpointsError(f"{d}: module {module!r} has lora_A {list(A.shape)} and lora_B {list(B.shape)}; ranks differ")
-        if not (torch.isfinite(A).all() and torch.isfinite(B).all()):
-            raise EndpointsError(f"{d}: module {module!r} has non-finite LoRA weights")
-        if base_modules is not None:
-            if module not in base_modules:
-                raise EndpointsError(f"{d}: module {module!r} is not a Linear module of the base; adapter for another base?")
-            d_out, d_in = base_modules[module]
-            if A.shape[1] != d_in or B.shape[0] != d_out:
-                raise EndpointsError(
-                    f"{d}: module {module!r} maps {A.shape[1]}->{B.shape[0]} but the base's maps {d_in}->{d_out}; adapter for another base?"
-                )
-        r_cfg = _pattern_value(cfg.get("rank_pattern", {}), module, r_default)
-        if r_cfg != A.shape[0]:
-            raise EndpointsError(f"{d}: module {module!r} has rank {A.shape[0]} but its config says r={r_cfg}")
-        lora_alpha = _pattern_value(cfg.get("alpha_pattern", {}), module, alpha_default)
-        scale = float(lora_alpha) / (math.sqrt(r_cfg) if cfg.get("use_rslora") else float(r_cfg))
-        out[module] = LoraFactors(A.contiguous(), B.contiguous(), scale)
-    return out
+    return pairs
+
+
+def _lora_factors(
+    d: Path, module: str, ab: dict[str, Any], cfg: dict[str, Any], base_modules: dict[str, list[int]] | None
+) -> LoraFactors:
+    """One module's factors in float32 with their scale s = lora_alpha / r (or / √r for rsLoRA),
+    checked: a pair of finite 2-D factors of one rank, the rank the config says, the base's shapes."""
+    import torch
+
+    if set(ab) != {"A", "B"}:
+        raise EndpointsError(f"{d}: module {module!r} has lora_{'A' if 'A' in ab else 'B'} but not its pair")
+    A, B = ab["A"].to(torch.float32), ab["B"].to(torch.float32)
+    if A.dim() != 2 or B.dim() != 2 or A.shape[0] != B.shape[1]:
+        raise EndpointsError(f"{d}: module {module!r} has lora_A {list(A.shape)} and lora_B {list(B.shape)}; ranks differ")
+    if not (torch.isfinite(A).all() and torch.isfinite(B).all()):
+        raise EndpointsError(f"{d}: module {module!r} has non-finite LoRA weights")
+    if base_modules is not None:
+        if module not in base_modules:
+            raise EndpointsError(f"{d}: module {module!r} is not a Linear module of the base; adapter for another base?")
+        d_out, d_in = base_modules[module]
+        if A.shape[1] != d_in or B.shape[0] != d_out:
+            raise EndpointsError(
+                f"{d}: module {module!r} maps {A.shape[1]}->{B.shape[0]} but the base's maps {d_in}->{d_out}; adapter for another base?"
+            )
+    r_cfg = _pattern_value(cfg.get("rank_pattern", {}), module, cfg.get("r", 8))
+    if r_cfg != A.shape[0]:
+        raise EndpointsError(f"{d}: module {module!r} has rank {A.shape[0]} but its config says r={r_cfg}")
+    lora_alpha = _pattern_value(cfg.get("alpha_pattern", {}), module, cfg.get("lora_alpha", 8))
+    scale = float(lora_alpha) / (math.sqrt(r_cfg) if cfg.get("use_rslora") else float(r_cfg))
+    return LoraFactors(A.contiguous(), B.contiguous(), scale)
 
 
 class Endpoints:
@@ -185,6 +202,7 @@ class Endpoints:
             raise EndpointsError(f"{p / MANIFEST} is not valid JSON: {err}") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise EndpointsError(f"{p / MANIFEST}: format must be {FORMAT!r}")
+        _check_manifest_names(p / MANIFEST, manifest)
         ends = cls(p, manifest)
         for attr in ends.attributes:
             for pole in POLES:
@@ -322,6 +340,21 @@ class Endpoints:
                 raise EndpointsError(
                     f"adapter {str(src)!r} was trained on base fingerprint {fp[:16]}…, these endpoints are for {self.base_fingerprint[:16]}…"
                 )
+
+
+def _check_manifest_names(path: Path, manifest: dict[str, Any]) -> None:
+    """Attribute and pole names read from a manifest are plain names: none reaches outside the
+    endpoints directory (a one-line EndpointsError naming the bad one)."""
+    attrs = manifest.get("attributes")
+    if not isinstance(attrs, dict):
+        raise EndpointsError(f"{path}: attributes must be an object, got {attrs!r}")
+    for attr, poles in attrs.items():
+        if not NAME_RE.match(attr):
+            raise EndpointsError(f"{path}: attribute name {attr!r} is not identifier-like")
+        for pole in POLES:
+            name = poles.get(pole) if isinstance(poles, dict) else None
+            if not isinstance(name, str) or not name.strip() or name.strip(".") == "" or any(c in name for c in "/\\\0"):
+                raise EndpointsError(f"{path}: {attr}'s {pole} pole name {name!r} is not a plain name")
 
 
 def _write_json(path: Path, data: Any) -> None:

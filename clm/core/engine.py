@@ -222,7 +222,7 @@ class InterpolatedModel:
         Args:
             prompts: one prompt or a list.
             weights: one setting for all, or a list with one setting per prompt (each row its own).
-                None uses the current setting.
+                None uses the current setting (per-row settings need one prompt per row).
             num_samples: continuations per prompt; rows are prompt-major.
             seed: seeds torch before each batch (seed + batch index), so a batch reproduces
                 on its own; None leaves the RNG alone.
@@ -232,74 +232,23 @@ class InterpolatedModel:
         Returns:
             One :class:`Generation` per (prompt, sample), prompt-major.
         """
-        from transformers import GenerationConfig
-
-        if isinstance(prompts, str):
-            prompts = [prompts]
-        prompts = list(prompts)
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise WeightsError("prompts must be a non-empty string or list of strings")
-        for name, value, lo in (("max_new_tokens", max_new_tokens, 1), ("num_samples", num_samples, 1)):
-            if not isinstance(value, int) or value < lo:
-                raise WeightsError(f"{name} must be an integer >= {lo}, got {value!r}")
-        if weights is None:
-            per_prompt = list(self._weights) if len(self._weights) == len(prompts) else [self._weights[0]] * len(prompts)
-        else:
-            per_prompt = as_weights_list(weights, len(prompts))
+        prompts = _check_prompts(prompts, max_new_tokens, num_samples)
+        per_prompt = self._per_prompt_weights(weights, len(prompts))
         self.coefficient_table(per_prompt)  # validate before any work
         rows = [(i, s) for i in range(len(prompts)) for s in range(num_samples)]
         bs = batch_size or len(rows)
         batches = [rows[i : i + bs] for i in range(0, len(rows), bs)]
         tok = self.tokenizer
-        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        eos_id = tok.eos_token_id
-        gen_cfg = GenerationConfig(
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature if do_sample else None,
-            top_p=top_p if do_sample else None,
-            top_k=top_k if do_sample else None,
-            pad_token_id=pad_id,
-            eos_token_id=eos_id if stop_at_eos else None,
-            bos_token_id=tok.bos_token_id,
-        )
-        if progress is None:
-            progress = len(batches) > 1
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(rows), desc="generate", unit="seq")
-        device = next(self.model.parameters()).device
+        gen_cfg = _generation_config(tok, max_new_tokens, do_sample, temperature, top_p, top_k, stop_at_eos)
+        bar = _progress_bar(len(batches) > 1 if progress is None else progress, len(rows))
         old_side = tok.padding_side
         tok.padding_side = "left"  # decoder-only: pad on the left so every row continues its prompt
         results: list[Generation] = []
         old_weights = list(self._weights)
         try:
             for b, batch in enumerate(batches):
-                texts = [prompts[i] for i, _ in batch]
-                ws = [per_prompt[i] for i, _ in batch]
-                enc = tok(texts, return_tensors="pt", padding=True)
-                self.set_weights(ws)
-                if seed is not None:
-                    torch.manual_seed(seed + b)
-                out = self.model.generate(
-                    input_ids=enc["input_ids"].to(device),
-                    attention_mask=enc["attention_mask"].to(device),
-                    generation_config=gen_cfg,
-                )
-                new = out[:, enc["input_ids"].shape[1] :].tolist()
-                for (i, s), w, ids in zip(batch, ws, new):
-                    finished = False
-                    if stop_at_eos and eos_id is not None and eos_id in ids:
-                        ids = ids[: ids.index(eos_id)]
-                        finished = True
-                    elif pad_id is not None and pad_id != eos_id:
-                        while ids and ids[-1] == pad_id:
-                            ids.pop()
-                    results.append(
-                        Generation(prompts[i], tok.decode(ids, skip_special_tokens=True), ids, w, i, s, finished)
-                    )
+                batch_seed = None if seed is None else seed + b
+                results.extend(self._generate_batch(prompts, per_prompt, batch, gen_cfg, batch_seed, stop_at_eos))
                 if bar is not None:
                     bar.update(len(batch))
         finally:
@@ -309,5 +258,111 @@ class InterpolatedModel:
                 bar.close()
         return results
 
+    def _per_prompt_weights(self, weights: Any, n: int) -> list[Weights]:
+        """One setting per prompt: ``weights`` spread over ``n`` prompts, or (None) the current one."""
+        if weights is not None:
+            return as_weights_list(weights, n)
+        if len(self._weights) == 1:
+            return [self._weights[0]] * n
+        if len(self._weights) != n:
+            raise WeightsError(
+                f"the model holds {len(self._weights)} per-row weights but generate got {n} prompts; "
+                "pass weights= (one per prompt or a single setting)"
+            )
+        return list(self._weights)
+
+    def _generate_batch(
+        self,
+        prompts: list[str],
+        per_prompt: list[Weights],
+        batch: list[tuple[int, int]],
+        gen_cfg,
+        seed: int | None,
+        stop_at_eos: bool,
+    ) -> list[Generation]:
+        """Generate the rows ``batch`` ((prompt index, sample index) pairs) in one ``model.generate`` call.
+
+        Leaves the model at the batch's per-row setting; :meth:`generate` restores the old one.
+        """
+        tok = self.tokenizer
+        texts = [prompts[i] for i, _ in batch]
+        ws = [per_prompt[i] for i, _ in batch]
+        enc = tok(texts, return_tensors="pt", padding=True)
+        self.set_weights(ws)
+        if seed is not None:
+            torch.manual_seed(seed)
+        device = next(self.model.parameters()).device
+        out = self.model.generate(
+            input_ids=enc["input_ids"].to(device),
+            attention_mask=enc["attention_mask"].to(device),
+            generation_config=gen_cfg,
+        )
+        new = out[:, enc["input_ids"].shape[1] :].tolist()  # (rows, new tokens)
+        results = []
+        for (i, s), w, ids in zip(batch, ws, new):
+            ids, finished = _trim(ids, tok.eos_token_id, gen_cfg.pad_token_id, stop_at_eos)
+            results.append(Generation(prompts[i], tok.decode(ids, skip_special_tokens=True), ids, w, i, s, finished))
+        return results
+
     def __repr__(self) -> str:
         return f"InterpolatedModel({self.endpoints!r}, modules={len(self._wrapped)}, weights={self.weights!r})"
+
+
+def _check_prompts(prompts: str | Sequence[str], max_new_tokens: int, num_samples: int) -> list[str]:
+    """``prompts`` as a non-empty list of strings (one string is one prompt); the counts checked."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise WeightsError("prompts must be a non-empty string or list of strings")
+    for name, value, lo in (("max_new_tokens", max_new_tokens, 1), ("num_samples", num_samples, 1)):
+        if not isinstance(value, int) or value < lo:
+            raise WeightsError(f"{name} must be an integer >= {lo}, got {value!r}")
+    return prompts
+
+
+def _progress_bar(show: bool, total: int):
+    """A tqdm bar over ``total`` generated rows, or None."""
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="generate", unit="seq")
+
+
+def _generation_config(
+    tok, max_new_tokens: int, do_sample: bool, temperature: float, top_p: float, top_k: int, stop_at_eos: bool
+):
+    """The ``transformers.GenerationConfig`` of one :meth:`InterpolatedModel.generate` call."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        temperature=temperature if do_sample else None,
+        top_p=top_p if do_sample else None,
+        top_k=top_k if do_sample else None,
+        pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+        eos_token_id=tok.eos_token_id if stop_at_eos else None,
+        bos_token_id=tok.bos_token_id,
+    )
+
+
+def _trim(ids: list[int], eos_id: int | None, pad_id: int | None, stop_at_eos: bool) -> tuple[list[int], bool]:
+    """A row's new tokens up to (not including) the first EOS, else without trailing padding.
+
+    Args:
+        ids: the generated token ids of one row.
+        eos_id: the tokenizer's EOS id.
+        pad_id: the padding id generation fills finished rows with (never stripped when it is EOS).
+        stop_at_eos: whether generation stopped at EOS (else EOS is an ordinary token).
+
+    Returns:
+        (token ids, finished): finished is True when the row emitted EOS.
+    """
+    if stop_at_eos and eos_id is not None and eos_id in ids:
+        return ids[: ids.index(eos_id)], True
+    if pad_id is not None and pad_id != eos_id:
+        while ids and ids[-1] == pad_id:
+            ids.pop()
+    return ids, False

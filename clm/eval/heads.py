@@ -12,8 +12,8 @@ fingerprint, the chosen head and every candidate's held-out accuracy, the data f
 sha256 and how many texts were used, and the command. :func:`write_metrics` then scores the
 test splits into ``metrics.json``.
 
-    python -m clm.scoring train --data-dir ../shared/data --out clm/assets/scorers
-    python -m clm.scoring evaluate --path clm/assets/scorers --data-dir ../shared/data
+    python -m clm scorers train --data-dir ../shared/data --out clm/assets/scorers
+    python -m clm scorers evaluate --path clm/assets/scorers --data-dir ../shared/data
 
 Fine-tuning (:func:`finetune`): any Hugging Face sequence-classification model (the paper:
 ``roberta-base``) with transformers' ``Trainer``; load the result with
@@ -22,10 +22,8 @@ Fine-tuning (:func:`finetune`): any Hugging Face sequence-classification model (
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ from clm.core.attributes import ATTRIBUTES
 from clm.data import attribute_file, read_texts
 from clm.errors import ConfigError
 from clm.eval.scoring import Head, accuracy, evaluate, get_encoder
-from clm.io import sha256_file
+from clm.io import atomic_write, atomic_write_text, sha256_file
 
 CANDIDATES = ("lr:0.1", "lr:1", "lr:10", "mlp:256", "mlp:512")
 
@@ -205,8 +203,8 @@ def train_heads(
     for a in attributes:
         head, rec = train_head(a, data_dir, cfg, progress)
         rec["command"] = command
-        head.save(out / f"{a}.safetensors")
-        (out / f"{a}.json").write_text(json.dumps(rec, indent=1))
+        atomic_write(out / f"{a}.safetensors", head.save)
+        atomic_write_text(out / f"{a}.json", json.dumps(rec, indent=1))
         records[a] = rec
     return records
 
@@ -238,12 +236,12 @@ def write_metrics(
             n_test_second=int(rows.loc["second", "n"]),
             truncated_main=float(rows.loc["main", "truncated"]),
             truncated_second=float(rows.loc["second", "truncated"]),
-            bar=0.95 if a == "simplicity" else 0.80,
+            bar=ATTRIBUTES[a].scorer_bar,
         )
         metrics["attributes"][a]["meets_bar"] = (
             metrics["attributes"][a]["test_accuracy_main"] >= metrics["attributes"][a]["bar"]
         )
-    (Path(path) / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    atomic_write_text(Path(path) / "metrics.json", json.dumps(metrics, indent=1))
     return metrics
 
 
@@ -277,35 +275,15 @@ def finetune(
     Uses the same subsample and held-out split as the heads (``cfg``). Writes the model,
     tokenizer and ``clm_scorer.json`` to ``out``; returns the record (with held-out accuracy).
     """
+    import shutil
+
     import torch
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-    )
+    from transformers import DataCollatorWithPadding, Trainer
 
     cfg = cfg or HeadConfig(sources="main")
     split, files = training_split(data_dir, attribute, cfg)
-    tok = AutoTokenizer.from_pretrained(model)
-    clf = AutoModelForSequenceClassification.from_pretrained(model, num_labels=2)
-    a = ATTRIBUTES[attribute]
-    clf.config.id2label, clf.config.label2id = {0: a.low, 1: a.high}, {a.low: 0, a.high: 1}
-    args = TrainingArguments(
-        output_dir=str(Path(out) / "_trainer"),
-        num_train_epochs=epochs,
-        max_steps=max_steps,
-        learning_rate=lr,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
-        save_strategy="no",
-        report_to=[],
-        seed=cfg.seed,
-        logging_steps=50,
-        disable_tqdm=True,
-        dataloader_pin_memory=torch.cuda.is_available(),
-    )
+    tok, clf = _classifier(model, attribute)
+    args = _finetune_args(out, cfg.seed, epochs, lr, batch_size, max_steps)
     train_ds = _TextDataset(split["train"]["texts"], split["train"]["y"], tok, max_length)
     trainer = Trainer(model=clf, args=args, train_dataset=train_ds, data_collator=DataCollatorWithPadding(tok))
     trainer.train()
@@ -313,6 +291,7 @@ def finetune(
     logits = trainer.predict(val_ds).predictions  # (N, 2)
     p = torch.softmax(torch.as_tensor(logits).float(), -1)[:, 1].numpy()
     main = split["val"]["source"] == "main"
+    a = ATTRIBUTES[attribute]
     record = dict(
         attribute=attribute,
         low=a.low,
@@ -328,47 +307,38 @@ def finetune(
     )
     trainer.save_model(str(out))
     tok.save_pretrained(str(out))
-    (Path(out) / "clm_scorer.json").write_text(json.dumps(record, indent=1))
-    import shutil
-
+    atomic_write_text(Path(out) / "clm_scorer.json", json.dumps(record, indent=1))
     shutil.rmtree(Path(out) / "_trainer", ignore_errors=True)
     return record
 
 
-# ---------------------------------------------------------------------- CLI
-def main(argv: list[str] | None = None) -> None:
-    from clm.paths import default_data_dir
+def _classifier(model: str, attribute: str):
+    """(tokenizer, a fresh 2-label sequence classifier of ``model``) labelled low 0 / high 1."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    p = argparse.ArgumentParser(prog="python -m clm.scoring", description="Train or evaluate attribute scorers.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train heads on a frozen encoder, then score the test splits")
-    t.add_argument("--data-dir", default=str(default_data_dir()))
-    t.add_argument("--out", required=True)
-    t.add_argument("--attributes", nargs="*", default=None)
-    t.add_argument("--encoder", default="minilm")
-    t.add_argument("--sources", default="both", choices=["main", "both"])
-    t.add_argument("--max-per-pole", type=int, default=4000)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--no-metrics", action="store_true")
-    e = sub.add_parser("evaluate", help="score the test splits with trained heads; writes metrics.json")
-    e.add_argument("--path", required=True)
-    e.add_argument("--data-dir", default=str(default_data_dir()))
-    e.add_argument("--limit", type=int, default=None)
-    args = p.parse_args(argv)
-    command = "python -m clm.scoring " + " ".join(sys.argv[1:] if argv is None else argv)
-    if args.cmd == "train":
-        cfg = HeadConfig(encoder=args.encoder, sources=args.sources, max_per_pole=args.max_per_pole, seed=args.seed)
-        records = train_heads(args.data_dir, args.out, args.attributes, cfg, command=command)
-        for a, r in records.items():
-            print(
-                f"{a}: {r['head']} T={r['temperature']:.2f} "
-                + " ".join(f"{c['head']}={c['val_main']:.3f}" for c in r["candidates"])
-            )
-        if not args.no_metrics:
-            args.cmd, args.path, args.limit = "evaluate", args.out, None
-    if args.cmd == "evaluate":
-        m = write_metrics(args.path, args.data_dir, limit=args.limit, command=command)
-        for a, r in m["attributes"].items():
-            print(
-                f"{a}: main {r['test_accuracy_main']:.3f} (ECE {r['ece_main']:.3f})  second {r['test_accuracy_second']:.3f} (ECE {r['ece_second']:.3f})"
-            )
+    tok = AutoTokenizer.from_pretrained(model)
+    clf = AutoModelForSequenceClassification.from_pretrained(model, num_labels=2)
+    a = ATTRIBUTES[attribute]
+    clf.config.id2label, clf.config.label2id = {0: a.low, 1: a.high}, {a.low: 0, a.high: 1}
+    return tok, clf
+
+
+def _finetune_args(out: str | os.PathLike, seed: int, epochs: float, lr: float, batch_size: int, max_steps: int):
+    """The ``TrainingArguments`` of :func:`finetune`: no checkpoints, scratch in ``out/_trainer``."""
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(Path(out) / "_trainer"),
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        learning_rate=lr,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        logging_steps=50,
+        disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )

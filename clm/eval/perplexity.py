@@ -7,6 +7,7 @@
 - :func:`continuation_perplexity`: perplexity of each generated continuation under the base
   model, given its prompt as context (only the continuation's tokens are scored).
 - :func:`distinct_n`: distinct-1/2/3 (Li et al. 2016), the share of unique n-grams.
+- :func:`alpha_tv_distance`: how far α moves the next-token distributions (total variation).
 
 Model running is here; the math on log-probabilities is in small pure functions.
 """
@@ -48,12 +49,28 @@ def windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int
     return out
 
 
+def group_windows(spans: list[tuple[int, int, int]], batch_size: int) -> list[list[tuple[int, int, int]]]:
+    """Consecutive windows of equal length grouped into batches of at most ``batch_size``."""
+    groups: list[list[tuple[int, int, int]]] = []
+    for s in spans:
+        if groups and len(groups[-1]) < batch_size and groups[-1][-1][1] - groups[-1][-1][0] == s[1] - s[0]:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    return groups
+
+
 def token_nll(logits, targets):
     """Negative log-likelihood of each target: (..., V) logits, (...) ids -> (...) float32."""
     import torch
 
     logp = torch.log_softmax(logits.float(), dim=-1)  # (..., V)
     return -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def tv_distance(p, q):
+    """Total-variation distance ½ Σ |p − q| between distributions on the last axis: (..., V) -> (...)."""
+    return 0.5 * (p - q).abs().sum(-1)
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
@@ -137,10 +154,23 @@ def sliding_window_perplexity(
     Returns:
         :class:`Perplexity`; ``ppl = exp(mean NLL)`` over every token but the first.
     """
-    import torch
-    from tqdm import tqdm
-
     hf, tok, ctx = _unpack(model, tokenizer, weights)
+    ids = _text_ids(tok, text, path, max_tokens)
+    context = int(getattr(hf.config, "max_position_embeddings", 0) or 0)
+    window = int(window or context or 1024)
+    if context and window > context:
+        raise ConfigError(f"window {window} exceeds the model's context length {context}")
+    stride = min(stride, window)
+    spans = windows(len(ids), window, stride)
+    with ctx:
+        total, count = _windows_nll(hf, ids, group_windows(spans, batch_size), progress)
+    nll = total / count
+    w = getattr(model, "weights", None) if weights is None else weights
+    return Perplexity(math.exp(nll), nll, count, len(ids), len(spans), window, stride, None if w is None else str(w))
+
+
+def _text_ids(tok: Any, text: str | None, path: str | os.PathLike | None, max_tokens: int | None) -> list[int]:
+    """The token ids of ``text`` or of the file ``path`` (non-blank lines), cut to ``max_tokens``."""
     if (text is None) == (path is None):
         raise ConfigError("give exactly one of text= and path=")
     if path is not None:
@@ -152,24 +182,19 @@ def sliding_window_perplexity(
         ids = ids[:max_tokens]
     if len(ids) < 2:
         raise DataError(f"perplexity needs at least 2 tokens, got {len(ids)}")
-    context = int(getattr(hf.config, "max_position_embeddings", 0) or 0)
-    window = int(window or context or 1024)
-    if context and window > context:
-        raise ConfigError(f"window {window} exceeds the model's context length {context}")
-    stride = min(stride, window)
-    spans = windows(len(ids), window, stride)
-    # Group consecutive windows of equal length into batches.
-    groups: list[list[tuple[int, int, int]]] = []
-    for s in spans:
-        if groups and len(groups[-1]) < batch_size and groups[-1][-1][1] - groups[-1][-1][0] == s[1] - s[0]:
-            groups[-1].append(s)
-        else:
-            groups.append([s])
+    return ids
+
+
+def _windows_nll(hf: Any, ids: list[int], groups: list[list[tuple[int, int, int]]], progress: bool | None):
+    """(summed NLL in nats, tokens scored) over the window groups, one forward pass per group."""
+    import torch
+    from tqdm import tqdm
+
     device = next(hf.parameters()).device
     all_ids = torch.tensor(ids, dtype=torch.long)
     total, count = 0.0, 0
     disable = not progress if progress is not None else None
-    with ctx, torch.no_grad():
+    with torch.no_grad():
         for group in tqdm(groups, desc="perplexity", disable=disable, leave=False):
             x = torch.stack([all_ids[b:e] for b, e, _ in group]).to(device)  # (n, L)
             keep = max(e - f for _, e, f in group)  # scored positions per row, at most
@@ -179,9 +204,34 @@ def sliding_window_perplexity(
                 pred = logits[r, -(n + 1) : -1]  # (n, V)
                 total += float(token_nll(pred, all_ids[f:e].to(device)).double().sum())
                 count += n
-    nll = total / count
-    w = getattr(model, "weights", None) if weights is None else weights
-    return Perplexity(math.exp(nll), nll, count, len(ids), len(spans), window, stride, None if w is None else str(w))
+    return total, count
+
+
+def alpha_tv_distance(im: Any, prompts: Sequence[str], attributes: Sequence[str]) -> dict[str, float]:
+    """Per attribute: how far the dial moves the model, as the mean total-variation distance
+    between the next-token distributions at α = 0 and α = 1 (0: identical, 1: disjoint), over
+    every non-padding position of the prompts.
+
+    Args:
+        im: an :class:`clm.InterpolatedModel`.
+        prompts: the texts, run as one padded batch.
+        attributes: the attributes whose α moves (one at a time, the others off).
+    """
+    import torch
+
+    from clm.core.weights import Weights
+
+    enc = im.tokenizer(list(prompts), return_tensors="pt", padding=True)
+    mask = enc["attention_mask"].bool()  # (N, T)
+    tv = {}
+    with torch.no_grad():
+        for attr in attributes:
+            p0, p1 = (
+                im.logits(enc["input_ids"], enc["attention_mask"], weights=Weights({attr: a})).softmax(-1)  # (N, T, V)
+                for a in (0.0, 1.0)
+            )
+            tv[attr] = float(tv_distance(p0, p1)[mask.to(p0.device)].mean())
+    return tv
 
 
 def continuation_perplexity(

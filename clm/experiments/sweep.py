@@ -8,33 +8,47 @@ values costs what one setting costs at 13× the batch.
 Designs (:mod:`clm.designs`, re-exported here): :func:`single_attribute`, :func:`multi_attribute`,
 :func:`simplex`, :func:`custom`.
 
-Running (:func:`run_sweep`) is resumable. The rows are cut into chunks of ``batch_size``; each
-chunk is keyed by its content (settings, prompts, seed, generation settings, endpoints) and
-written to ``<out>.parts/`` as soon as it is scored, so a crash loses at most one batch and a
-rerun skips every finished chunk. The final table is written to ``out`` (Parquet or CSV).
-Sampling is seeded per chunk (from its key), so a resumed sweep gives the table an
+Running (:func:`run_sweep`) is resumable and idempotent. The rows are cut into chunks of
+``batch_size``; each chunk is keyed by what its generations depend on (the generation settings,
+its rows' settings and prompt texts, and only the endpoints those settings use:
+:mod:`clm.experiments.keys`) and written to ``<out>.parts/`` as soon as it is scored, so a crash
+loses at most one batch and a rerun skips every finished chunk. Scores and fluency are keyed
+apart, by the scorers' and the fluency model's fingerprints, so a kept chunk is re-scored, not
+regenerated, when only they change (:mod:`clm.experiments.sweep_scoring`). The final table is
+written to ``out`` (Parquet or CSV), atomically; a rerun with the same arguments writes the same
+bytes. Sampling is seeded per chunk (from its key), so a resumed sweep gives the table an
 uninterrupted one would; keep ``batch_size`` and the generation settings fixed to resume, since
 they change the chunks. Appending settings keeps the chunks before them.
+
+Sharded (``rank``/``world``, or from ``torch.distributed``, e.g. under ``torchrun``): chunk ``i``
+belongs to rank ``i % world``; each rank writes its parts, and rank 0 merges them after a
+barrier into the table a single process would write.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from clm.core.weights import Weights
 from clm.errors import ConfigError
-from clm.eval.scoring import HeadScorer, Scorer
+from clm.eval.scoring import Scorer
 from clm.experiments.designs import Setting, as_settings, setting_columns
-from clm.experiments.tables import check_out, endpoints_digest, read_table, write_table
+from clm.experiments.keys import chunk_key, chunk_seed, endpoints_for
+from clm.experiments.sweep_scoring import Scoring, base_fluency, score_all
+from clm.experiments.sweep_shard import barrier, clear_marks, mark_done, resolve_shard, wait_for_ranks
+from clm.experiments.tables import check_out, read_table, write_table
+
+__all__ = ["SweepPlan", "plan_chunks", "run_sweep", "score_all", "base_fluency"]
+
+#: A generation's columns, as stored (the setting columns are derived from the settings).
+GEN_COLUMNS = ("seed", "prompt_index", "prompt", "sample", "continuation", "n_tokens", "finished", "chunk", "token_ids")
 
 
 # ---------------------------------------------------------------------- the plan
@@ -89,13 +103,15 @@ def plan_chunks(
     n_samples: int,
     seeds: Sequence[int],
     batch_size: int,
-    config: Mapping[str, Any],
+    gen_kw: Mapping[str, Any],
+    endpoints: Callable[[list[Weights]], str] = lambda ws: "none",
 ) -> list[dict[str, Any]]:
     """Cut the rows (seed, setting, prompt, sample), in that order, into chunks of ``batch_size``.
 
     Each chunk: ``{"key": content hash, "seed": RNG seed for its batch, "rows": [(setting index,
-    prompt index, sample, seed), ...]}``. The key depends only on what the chunk generates, so
-    appending settings keeps the keys of the chunks before them."""
+    prompt index, sample, seed), ...]}``. The key (:func:`clm.experiments.keys.chunk_key`) covers
+    ``gen_kw``, the rows, and ``endpoints(weights of its rows)``: the digest of only the endpoints
+    they use. Appending settings keeps the keys of the chunks before them."""
     rows = [
         (si, pi, k, seed)
         for seed in seeds
@@ -103,96 +119,271 @@ def plan_chunks(
         for pi in range(len(prompts))
         for k in range(n_samples)
     ]
-    head = json.dumps(config, sort_keys=True)
     chunks = []
     for start in range(0, len(rows), batch_size):
         part = rows[start : start + batch_size]
-        h = hashlib.sha1(head.encode())
-        for si, pi, k, seed in part:
-            h.update(json.dumps([settings[si].weights.to_json(), prompts[pi], pi, k, seed]).encode())
-        key = h.hexdigest()[:20]
-        chunks.append({"key": key, "seed": int(key[:7], 16), "rows": part})
+        digest = endpoints([settings[si].weights for si, _, _, _ in part])
+        key = chunk_key(
+            gen_kw, digest, [(settings[si].weights.to_json(), prompts[pi], pi, k, s) for si, pi, k, s in part]
+        )
+        chunks.append({"key": key, "seed": chunk_seed(key), "rows": part})
     return chunks
 
 
-# ---------------------------------------------------------------------- running
-def base_fluency(im: Any, batch_size: int = 16) -> Callable[[list[str], list[list[int]]], np.ndarray]:
-    """Fluency = perplexity of each continuation under the base model (α = 0 everywhere),
-    given its prompt (:func:`clm.eval.perplexity.continuation_perplexity`)."""
+# ---------------------------------------------------------------------- one batch
+@dataclass
+class _Job:
+    """Everything a chunk needs: the model, the rows' sources, generation and scoring."""
 
-    def fluency(prompts: list[str], token_ids: list[list[int]]) -> np.ndarray:
-        from clm.eval.perplexity import continuation_perplexity
-
-        return continuation_perplexity(
-            im, prompts, token_ids, weights=Weights.base(), batch_size=batch_size, progress=False
-        )
-
-    return fluency
+    im: Any
+    settings: list[Setting]
+    prompts: list[str]
+    attributes: list[str]
+    gen_kw: dict[str, Any]
+    scoring: Scoring
 
 
-def _score(scorer: Any, texts: list[str]) -> np.ndarray:
-    """P(high) per text from a scorer (``.score(texts)`` or a callable); no progress bars."""
-    fn = scorer.score if hasattr(scorer, "score") else scorer
-    try:
-        quiet = {"progress": False} if "progress" in inspect.signature(fn).parameters else {}
-    except (TypeError, ValueError):  # a builtin without a signature
-        quiet = {}
-    out = np.asarray(fn(texts, **quiet), dtype=float).reshape(-1)
-    if out.shape[0] != len(texts):
-        raise ConfigError(f"scorer {scorer!r} returned {out.shape[0]} scores for {len(texts)} texts")
-    return out
-
-
-def score_all(texts: list[str], scorers: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """``score_<name>`` -> P(high) per text for every scorer. clm's head scorers that share an
-    encoder share one embedding pass (:func:`clm.eval.scoring.score_texts`)."""
-    heads = {n: s for n, s in scorers.items() if isinstance(s, HeadScorer)}
-    out: dict[str, np.ndarray] = {}
-    if heads:
-        from clm.eval.scoring import score_texts
-
-        df = score_texts(texts, heads, progress=False)
-        out.update({f"score_{n}": df[f"score_{n}"].to_numpy(float) for n in heads})
-    for name, sc in scorers.items():
-        if name not in heads:
-            out[f"score_{name}"] = _score(sc, texts)
-    return {f"score_{n}": out[f"score_{n}"] for n in scorers}
-
-
-def _run_chunk(im, chunk, settings, prompts, attributes, scorers, fluency, gen_kw) -> Any:
-    import pandas as pd
-
+def _generate(job: _Job, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    """Generate one chunk: its generation columns, one dict per row."""
     rows = chunk["rows"]
-    gens = im.generate(
-        [prompts[pi] for _, pi, _, _ in rows],
-        weights=[settings[si].weights for si, _, _, _ in rows],
+    gens = job.im.generate(
+        [job.prompts[pi] for _, pi, _, _ in rows],
+        weights=[job.settings[si].weights for si, _, _, _ in rows],
         seed=chunk["seed"],
         num_samples=1,
         batch_size=None,
         progress=False,
-        **gen_kw,
+        **job.gen_kw,
     )
-    records = []
-    for (si, pi, k, seed), g in zip(rows, gens):
-        records.append(
-            {
-                **setting_columns(settings[si], attributes),
-                "seed": seed,
-                "prompt_index": pi,
-                "prompt": prompts[pi],
-                "sample": k,
-                "continuation": g.text,
-                "n_tokens": len(g.token_ids),
-                "finished": g.finished,
-                "chunk": chunk["key"],
-            }
+    return [
+        dict(
+            seed=seed,
+            prompt_index=pi,
+            prompt=job.prompts[pi],
+            sample=k,
+            continuation=g.text,
+            n_tokens=len(g.token_ids),
+            finished=bool(g.finished),
+            chunk=chunk["key"],
+            token_ids=json.dumps(g.token_ids),
         )
-    df = pd.DataFrame.from_records(records)
-    for col, values in score_all([g.text for g in gens], scorers).items():
-        df[col] = values
-    if fluency is not None:
-        df["ppl"] = np.asarray(fluency([g.prompt for g in gens], [g.token_ids for g in gens]), dtype=float)
-    return df
+        for (_, pi, k, seed), g in zip(rows, gens)
+    ]
+
+
+def _stored_rows(chunk: dict[str, Any], old: Any) -> list[dict[str, Any]] | None:
+    """A stored chunk's generation columns, one dict per row; None unless they are its rows."""
+    rows = chunk["rows"]
+    if len(old) != len(rows) or not {"prompt_index", "sample", "seed", "continuation"} <= set(old.columns):
+        return None
+    if [tuple(map(int, r)) for r in zip(old["prompt_index"], old["sample"], old["seed"])] != [
+        (pi, k, s) for _, pi, k, s in rows
+    ]:
+        return None
+    tokens = old["token_ids"] if "token_ids" in old.columns else [None] * len(old)
+    return [
+        dict(
+            seed=int(seed),
+            prompt_index=int(pi),
+            prompt=str(prompt),
+            sample=int(k),
+            continuation=cont if isinstance(cont, str) else "",  # a CSV reads "" as NaN
+            n_tokens=int(n),
+            finished=bool(fin),
+            chunk=chunk["key"],
+            token_ids=tok if isinstance(tok, str) else None,
+        )
+        for seed, pi, prompt, k, cont, n, fin, tok in zip(
+            old["seed"], old["prompt_index"], old["prompt"], old["sample"], old["continuation"],
+            old["n_tokens"], old["finished"], tokens,
+        )
+    ]  # fmt: skip
+
+
+def _chunk_table(job: _Job, chunk: dict[str, Any], old: Any = None) -> tuple[Any, bool]:
+    """One chunk's rows, generated (``old`` None or not its rows) or kept from ``old`` and
+    completed with the scores and fluency whose keys changed. Returns (table, computed anything)."""
+    import pandas as pd
+
+    records = None if old is None else _stored_rows(chunk, old)
+    generated = records is None
+    if generated:
+        records, old = _generate(job, chunk), None
+    df = pd.DataFrame.from_records(
+        [
+            {**setting_columns(job.settings[si], job.attributes), **rec}
+            for (si, _, _, _), rec in zip(chunk["rows"], records)
+        ]
+    )
+    computed = job.scoring.complete(df, old)
+    return df, generated or computed
+
+
+# ---------------------------------------------------------------------- stored chunks
+def _parts_dir(out: Path | None) -> Path | None:
+    return None if out is None else out.with_name(out.name + ".parts")
+
+
+def _load_done(out: Path | None, parts: Path | None) -> dict[str, Any]:
+    """Chunk key -> its stored rows, from the table at ``out`` and then the parts (newer) beside it."""
+    import pandas as pd
+
+    done: dict[str, Any] = {}
+    if out is not None and out.is_file():
+        old = read_table(out)
+        if "chunk" in old.columns:
+            done.update({k: g.reset_index(drop=True) for k, g in old.groupby("chunk", sort=False)})
+    if parts is not None and parts.is_dir():
+        for f in sorted(parts.glob("*.parquet")):
+            done[f.stem] = pd.read_parquet(f)
+    return done
+
+
+def _run_chunks(job: _Job, chunks: list[dict[str, Any]], done: dict[str, Any], parts: Path | None, bar: Any) -> None:
+    """Make every chunk of ``chunks`` complete in ``done``: generate what is missing, re-score what
+    is stale, and write each chunk that changed to ``parts`` (atomically) as soon as it is done."""
+    for c in chunks:
+        old = done.get(c["key"])
+        df, changed = _chunk_table(job, c, old)
+        if changed and parts is not None:
+            write_table(df, parts / f"{c['key']}.parquet")
+        done[c["key"]] = df
+        if old is None:
+            bar.update(len(c["rows"]))
+
+
+def _assemble(job: _Job, chunks: list[dict[str, Any]], done: dict[str, Any]) -> Any:
+    """The table: every chunk's rows in order, the columns in one order."""
+    import pandas as pd
+
+    table = pd.concat([done[c["key"]] for c in chunks], ignore_index=True)
+    first = [c for c in setting_columns(job.settings[0], job.attributes)] + list(GEN_COLUMNS)
+    scores = [f"score_{a}" for a in job.scoring.scorers] + ["scored_by"]
+    fluency = ["ppl", "ppl_by"] if job.scoring.fluency is not None else []
+    return table[first + scores + fluency]
+
+
+def _add_perplexity(table: Any, job: _Job, perplexity: Callable[[Weights], float], out: Path | None) -> Any:
+    """Add ``wikitext_ppl`` per row from :func:`perplexity_table` (resumable beside ``out``)."""
+    from clm.experiments.sweep_perplexity import perplexity_table
+
+    ppl = perplexity_table(
+        job.settings,
+        perplexity,
+        job.attributes,
+        out=None if out is None else out.with_name(out.stem + "_perplexity" + out.suffix),
+    )
+    by_weights = dict(zip(ppl["weights"], ppl["wikitext_ppl"].astype(float)))
+    table["wikitext_ppl"] = table["weights"].map(by_weights).astype(float)
+    return table
+
+
+def _finish(table: Any, out: Path, parts: Path) -> Any:
+    """Write the table atomically, then remove the parts folded into it; the table as read back."""
+    write_table(table, out)
+    if parts.is_dir():
+        clear_marks(parts)
+        for f in parts.iterdir():  # its parts, and temp files of writes a kill interrupted
+            if f.suffix == ".parquet" or (f.name.startswith(".") and f.name.endswith(".tmp")):
+                f.unlink(missing_ok=True)
+        if not any(parts.iterdir()):
+            parts.rmdir()
+    return read_table(out)  # the same dtypes as any later read
+
+
+# ---------------------------------------------------------------------- running
+def _check_counts(n_samples: Any, batch_size: Any, max_new_tokens: Any, seeds: Any) -> list[int]:
+    for name, value in (("n_samples", n_samples), ("batch_size", batch_size), ("max_new_tokens", max_new_tokens)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    return seeds
+
+
+def _fluency(im: Any, fluency: Any, batch_size: int) -> Any:
+    if fluency == "base":
+        return base_fluency(im, batch_size=batch_size)
+    if isinstance(fluency, str) or not (fluency is None or callable(fluency)):
+        raise ConfigError(f"fluency must be 'base', a callable or None, got {fluency!r}")
+    return fluency
+
+
+def _plan(job: _Job, chunks: list[dict[str, Any]], done: dict[str, Any], n_samples: int, seeds: list[int]) -> SweepPlan:
+    todo = [c for c in chunks if c["key"] not in done]
+    n_rows = sum(len(c["rows"]) for c in chunks)
+    n_todo = sum(len(c["rows"]) for c in todo)
+    bs = max((len(c["rows"]) for c in chunks), default=0)
+    return SweepPlan(
+        len(job.settings), len(job.prompts), n_samples, seeds, n_rows, n_rows - n_todo, bs, len(chunks), len(todo),
+        job.gen_kw["max_new_tokens"], chunks=chunks,
+    )  # fmt: skip
+
+
+def _estimate(
+    plan: SweepPlan, job: _Job, done: dict[str, Any], batch_size: int, tokens_per_s: float | None
+) -> SweepPlan:
+    todo = [c for c in plan.chunks if c["key"] not in done]
+    if not todo:
+        plan.seconds_per_chunk = 0.0
+    elif tokens_per_s:
+        plan.seconds_per_chunk = batch_size * plan.max_new_tokens / tokens_per_s
+    else:  # time one batch, which is not kept
+        t0 = time.perf_counter()
+        _chunk_table(job, todo[0])
+        plan.seconds_per_chunk = time.perf_counter() - t0
+    return plan
+
+
+def _job(
+    im: Any, settings: list[Setting], prompts: list[str], scorers: Any, fluency: Any, batch_size: int, gen_kw: dict
+) -> _Job:
+    attributes = list(im.attributes)
+    for s in settings:
+        s.weights.coefficients(attributes)  # unknown attributes fail here, before any work
+    scoring = Scoring(scorers, _fluency(im, fluency, batch_size), getattr(im, "tokenizer", None))
+    return _Job(im, settings, prompts, attributes, gen_kw, scoring)
+
+
+def _plan_id(job: _Job, chunks: list[dict]) -> str:
+    """What a sharded run's ranks must agree on: the chunks and the scoring keys."""
+    keys = [c["key"] for c in chunks] + [job.scoring.fingerprints, job.scoring.fluency_fp]
+    return hashlib.sha1(json.dumps(keys, default=str).encode()).hexdigest()
+
+
+def _execute(
+    job: _Job, chunks: list[dict], done: dict, out: Path | None, shard: Any, perplexity: Any, progress: Any
+) -> Any:
+    """Run this rank's chunks; on rank 0 (after the others, when sharded), assemble and write the table."""
+    from tqdm.auto import tqdm
+
+    parts = _parts_dir(out)
+    mine = chunks[shard.rank :: shard.world]
+    total = sum(len(c["rows"]) for c in mine)
+    todo = sum(len(c["rows"]) for c in mine if c["key"] not in done)
+    with tqdm(
+        total=total, initial=total - todo, desc="sweep", unit="gen", disable=None if progress is None else not progress
+    ) as bar:
+        _run_chunks(job, mine, done, parts, bar)
+        if shard.world > 1:
+            plan = _plan_id(job, chunks)
+            mark_done(shard, parts, plan)
+            wait_for_ranks(shard, parts, plan)
+            barrier(shard)
+            if shard.rank != 0:
+                barrier(shard)  # while rank 0 writes the table
+                return read_table(out) if shard.distributed else None
+            done = _load_done(out, parts)
+            _run_chunks(job, chunks, done, None, bar)  # a no-op unless a rank failed or a scorer has no fingerprint
+    table = _assemble(job, chunks, done)
+    if perplexity is not None:
+        table = _add_perplexity(table, job, perplexity, out)
+    if out is not None:
+        table = _finish(table, out, parts)
+    if shard.world > 1:
+        barrier(shard)
+    return table
 
 
 def run_sweep(
@@ -216,129 +407,42 @@ def run_sweep(
     progress: bool | None = None,
     dry_run: bool = False,
     tokens_per_s: float | None = None,
+    rank: int | None = None,
+    world: int | None = None,
 ) -> Any:
     """Generate, score and tabulate: one row per (seed, setting, prompt, sample).
 
     Args:
         im: an :class:`clm.InterpolatedModel`.
         settings: a list of :class:`Setting` (from a design), Weights, or their text forms.
-        prompts: a prompts file (read with :func:`clm.data.read_texts`: the ``prompt`` field of
-            a .jsonl) or a list of prompts; ``n_prompts`` keeps the first ones.
-        scorers: attribute -> scorer (``.score(texts)`` or a callable) giving P(high); becomes
-            column ``score_<attribute>``.
-        out: the table's path (.parquet or .csv); finished batches go to ``<out>.parts/`` and a
-            rerun skips them. None: in memory only, nothing resumable.
-        fluency: ``"base"`` (perplexity of each continuation under the base model, column
-            ``ppl``), a callable ``(prompts, token_ids) -> array``, or None.
-        perplexity: ``weights -> float`` (e.g. WikiText-2 perplexity), measured once per
-            setting; see :func:`perplexity_table`. Adds column ``wikitext_ppl``.
+        prompts: a prompts file (:func:`clm.data.read_texts`) or a list; ``n_prompts`` keeps the first.
+        scorers: attribute -> scorer (``.score(texts)`` or a callable) giving P(high), column
+            ``score_<attribute>``; kept across runs only with a fingerprint (:mod:`clm.experiments.keys`).
+        out: the table (.parquet or .csv); finished batches go to ``<out>.parts/`` and a rerun
+            skips them. None: in memory only.
+        fluency: ``"base"`` (each continuation's perplexity under the base model, column ``ppl``),
+            a callable ``(prompts, token_ids) -> array`` (kept with a ``fingerprint``), or None.
+        perplexity: ``weights -> float`` (e.g. :func:`wikitext_perplexity`), once per setting,
+            column ``wikitext_ppl`` (:func:`perplexity_table`).
         n_samples, seeds: continuations per prompt, and the seeds to repeat the sweep with.
-        max_new_tokens, do_sample, temperature, top_p, top_k: generation; the defaults are the
-            paper's pure sampling with 32 new tokens.
+        max_new_tokens, do_sample, temperature, top_p, top_k: generation (default: the paper's
+            pure sampling, 32 new tokens).
         batch_size: rows per forward pass; rows of several settings share a batch.
         progress: a progress bar with ETA (default: when interactive).
-        dry_run: plan only: return a :class:`SweepPlan` with the number of generations and a
-            time estimate (from ``tokens_per_s``, else by timing one batch, which is not kept).
+        dry_run: return a :class:`SweepPlan` (time from ``tokens_per_s``, else one timed batch).
+        rank, world: this process's share (default: ``torch.distributed``/``torchrun``'s, else
+            one process); needs ``out``.
 
     Returns:
-        The tidy table (a pandas DataFrame), or the :class:`SweepPlan` for a dry run.
+        The table (a DataFrame), or the :class:`SweepPlan`; None on ranks > 0 without torch.distributed.
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    settings = as_settings(settings)
-    prompts = _read_prompts(prompts, n_prompts)
-    out = check_out(out)
-    for name, value in (("n_samples", n_samples), ("batch_size", batch_size), ("max_new_tokens", max_new_tokens)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
-    if not seeds or not all(isinstance(s, int) for s in seeds):
-        raise ConfigError(f"seeds must be a non-empty list of integers, got {seeds!r}")
-    attributes = list(im.attributes)
-    for s in settings:
-        s.weights.coefficients(attributes)  # unknown attributes fail here, before any work
-    if fluency == "base":
-        fluency = base_fluency(im, batch_size=batch_size)
-    elif isinstance(fluency, str):
-        raise ConfigError(f"fluency must be 'base', a callable or None, got {fluency!r}")
+    settings, prompts, out = as_settings(settings), _read_prompts(prompts, n_prompts), check_out(out)
+    seeds = _check_counts(n_samples, batch_size, max_new_tokens, seeds)
     gen_kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k)
-    config = {**gen_kw, "endpoints": endpoints_digest(im), "attributes": attributes}
-    chunks = plan_chunks(settings, prompts, n_samples, seeds, batch_size, config)
-
-    parts_dir = None if out is None else out.with_name(out.name + ".parts")
-    done: dict[str, Any] = {}  # chunk key -> its rows
-    if out is not None and out.is_file():
-        old = read_table(out)
-        if "chunk" in old.columns:
-            done.update({k: g for k, g in old.groupby("chunk", sort=False)})
-    if parts_dir is not None and parts_dir.is_dir():
-        for f in parts_dir.glob("*.parquet"):
-            if f.stem not in done:
-                done[f.stem] = pd.read_parquet(f)
-    todo = [c for c in chunks if c["key"] not in done]
-    n_rows = sum(len(c["rows"]) for c in chunks)
-    plan = SweepPlan(
-        len(settings),
-        len(prompts),
-        n_samples,
-        seeds,
-        n_rows,
-        n_rows - sum(len(c["rows"]) for c in todo),
-        batch_size,
-        len(chunks),
-        len(todo),
-        max_new_tokens,
-        chunks=chunks,
-    )
+    job = _job(im, settings, prompts, scorers, fluency, batch_size, gen_kw)
+    chunks = plan_chunks(settings, prompts, n_samples, seeds, batch_size, gen_kw, lambda ws: endpoints_for(im, ws))
+    shard = resolve_shard(rank, world, out)
+    done = _load_done(out, _parts_dir(out))
     if dry_run:
-        if not todo:
-            plan.seconds_per_chunk = 0.0
-        elif tokens_per_s:
-            plan.seconds_per_chunk = batch_size * max_new_tokens / tokens_per_s
-        elif todo:
-            t0 = time.perf_counter()
-            _run_chunk(im, todo[0], settings, prompts, attributes, scorers, fluency, gen_kw)
-            plan.seconds_per_chunk = time.perf_counter() - t0
-        return plan
-
-    bar = tqdm(
-        total=n_rows,
-        initial=plan.n_done,
-        desc="sweep",
-        unit="gen",
-        disable=(not progress) if progress is not None else None,
-    )
-    try:
-        for c in todo:
-            df = _run_chunk(im, c, settings, prompts, attributes, scorers, fluency, gen_kw)
-            if parts_dir is not None:
-                write_table(df, parts_dir / f"{c['key']}.parquet")
-            done[c["key"]] = df
-            bar.update(len(c["rows"]))
-    finally:
-        bar.close()
-    for c in chunks:  # parts from earlier runs may lack a scorer added since
-        df = done[c["key"]]
-        for name, sc in scorers.items():
-            if f"score_{name}" not in df.columns:
-                df[f"score_{name}"] = _score(sc, df["continuation"].fillna("").astype(str).tolist())
-    table = pd.concat([done[c["key"]] for c in chunks], ignore_index=True)
-    if perplexity is not None:
-        from clm.experiments.sweep_perplexity import perplexity_table
-
-        ppl = perplexity_table(
-            settings,
-            perplexity,
-            attributes,
-            out=None if out is None else out.with_name(out.stem + "_perplexity" + out.suffix),
-        )
-        table = table.merge(ppl[["setting", "wikitext_ppl"]], on="setting", how="left")
-    if out is not None:
-        write_table(table, out)
-        for f in parts_dir.glob("*.parquet") if parts_dir.is_dir() else ():
-            f.unlink()
-        if parts_dir.is_dir() and not any(parts_dir.iterdir()):
-            parts_dir.rmdir()
-        table = read_table(out)  # the same dtypes as any later read
-    return table
+        return _estimate(_plan(job, chunks, done, n_samples, seeds), job, done, batch_size, tokens_per_s)
+    return _execute(job, chunks, done, out, shard, perplexity, progress)

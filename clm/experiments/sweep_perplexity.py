@@ -18,7 +18,8 @@ from typing import Any
 
 from clm.core.weights import Weights
 from clm.experiments.designs import as_settings, setting_columns
-from clm.experiments.tables import check_out, endpoints_digest, read_table, write_table
+from clm.experiments.keys import endpoints_for
+from clm.experiments.tables import check_out, read_table, write_table
 
 
 def wikitext_perplexity(im: Any, path: str | os.PathLike, **kwargs: Any) -> Callable[[Weights], float]:
@@ -36,12 +37,20 @@ def wikitext_perplexity(im: Any, path: str | os.PathLike, **kwargs: Any) -> Call
         return sliding_window_perplexity(im, text=text[0], weights=weights, progress=False, **kwargs).ppl
 
     # What a stored value depends on besides the weights: perplexity_table reuses only matches.
-    # The text is named by its content, not its path, so tables measured on one machine are
-    # reused on another that keeps the same file elsewhere.
+    # The endpoints are only those the setting uses (retraining one attribute keeps the others'
+    # values); the text is named by its content, not its path, so tables measured on one machine
+    # are reused on another that keeps the same file elsewhere.
     text_sha256 = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    perplexity.context = json.dumps(
-        {"endpoints": endpoints_digest(im), "text_sha256": text_sha256, "kwargs": kwargs}, sort_keys=True, default=str
-    )
+
+    def context_for(weights: Weights) -> str:
+        return json.dumps(
+            {"endpoints": endpoints_for(im, [weights]), "text_sha256": text_sha256, "kwargs": kwargs},
+            sort_keys=True,
+            default=str,
+        )
+
+    perplexity.context_for = context_for
+    perplexity.context = context_for(Weights.base())  # what the base setting's value depends on
     return perplexity
 
 
@@ -82,27 +91,35 @@ def perplexity_table(
     out = check_out(out)
     if attributes is None:
         attributes = list(dict.fromkeys(a for s in settings for a in s.weights.alpha))
-    # Stored values are reused only when measured in the same context (endpoints, text file and
-    # window settings), so retrained endpoints or another window never reuse stale perplexities.
-    context = str(getattr(perplexity, "context", ""))
-    known: dict[str, float] = {}
+    # Stored values are reused only when measured in the same context (the endpoints the setting
+    # uses, text file and window settings), so retrained endpoints or another window never reuse
+    # stale perplexities. ``perplexity.context_for(weights)`` gives it per setting, else
+    # ``perplexity.context`` for all (a plain callable: "", reused by setting alone).
+    per_setting = getattr(perplexity, "context_for", None)
+    shared = str(getattr(perplexity, "context", ""))
+    known: dict[tuple[str, str], float] = {}
     if out is not None and out.is_file():
         old = read_table(out)
         if "context" in old:
-            old = old[old["context"].astype(str) == context]
-            known = dict(zip(old["weights"], old["wikitext_ppl"]))
+            known = {(w, str(c)): float(v) for w, c, v in zip(old["weights"], old["context"], old["wikitext_ppl"])}
     rows = []
     for s in tqdm(settings, desc="perplexity", disable=(not progress) if progress is not None else None):
-        key = s.weights.to_json()
+        key = (s.weights.to_json(), per_setting(s.weights) if callable(per_setting) else shared)
         if key not in known:
             known[key] = float(perplexity(s.weights))
             if out is not None:
-                write_table(
-                    pd.DataFrame({"weights": list(known), "wikitext_ppl": list(known.values()), "context": context}),
-                    out,
-                )
-        rows.append({**setting_columns(s, attributes), "wikitext_ppl": known[key], "context": context})
+                write_table(_table(known), out)
+        rows.append({**setting_columns(s, attributes), "wikitext_ppl": known[key], "context": key[1]})
     table = pd.DataFrame.from_records(rows).drop_duplicates("weights", ignore_index=True)
     if out is not None:
         write_table(table, out)
     return table
+
+
+def _table(known: dict[tuple[str, str], float]) -> Any:
+    """The values measured so far (written after each, so a crash loses at most one)."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {"weights": [w for w, _ in known], "wikitext_ppl": list(known.values()), "context": [c for _, c in known]}
+    )

@@ -11,12 +11,6 @@ from clm.errors import ConfigError
 from clm.io import atomic_write
 
 
-def endpoints_digest(im: Any, attributes: Any = None) -> str:
-    """The digest of the endpoints an :class:`~clm.core.engine.InterpolatedModel` holds ("none" for none)."""
-    ends = getattr(im, "endpoints", None)
-    return "none" if ends is None else ends.digest(attributes)
-
-
 def write_table(df: Any, path: Path) -> None:
     """Write Parquet or CSV by suffix, atomically (a temp file renamed into place)."""
     if Path(path).suffix == ".csv":  # quote texts: they may hold \r

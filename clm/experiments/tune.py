@@ -16,7 +16,7 @@ Two signals decide between candidate training configs, and neither is an evaluat
 
 ::
 
-    python -m clm.tune --run-dir runs/tune-a --name a --attributes sentiment --out selection.json
+    python -m clm tune --run-dir runs/tune-a --name a --attributes sentiment --out selection.json
 
 appends candidate ``a`` (its config, per-pole held-out losses, dev means per α) to
 ``selection.json``; rerunning a name replaces its entry. The reference run's record ships as
@@ -25,16 +25,14 @@ appends candidate ``a`` (its config, per-pole held-out losses, dev means per α)
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clm.errors import ClmError, ConfigError
-from clm.train.trainer import held_out_losses
+from clm.errors import ConfigError
+from clm.train.logs import held_out_losses
 
 DEV_PROMPTS = 100
 
@@ -130,68 +128,62 @@ def dev_fluency(
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m clm.tune", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run-dir", required=True, help="a finished clm.cli_train run (its endpoints and train logs)")
-    ap.add_argument("--name", required=True, help="this candidate's name in the record")
-    ap.add_argument("--attributes", nargs="+", required=True)
-    ap.add_argument("--out", required=True, help="the JSON record to add this candidate to")
-    ap.add_argument("--data-dir", default=None, help="the shared data (default: $CLM_DATA_DIR or ../shared/data)")
-    ap.add_argument("--n-prompts", type=int, default=DEV_PROMPTS, help="dev prompts (the file's last ones)")
-    ap.add_argument("--samples", type=int, default=2)
-    ap.add_argument("--note", default="", help="why this candidate")
-    args = ap.parse_args(argv)
-    try:
-        from clm.core.endpoints import Endpoints
-        from clm.core.engine import InterpolatedModel
-        from clm.core.models import load_base
-        from clm.eval.scoring import load_scorers
-        from clm.paths import default_data_dir
+def add_candidate(
+    run_dir: str | os.PathLike,
+    name: str,
+    attributes: Sequence[str],
+    out: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    n_prompts: int = DEV_PROMPTS,
+    samples: int = 2,
+    note: str = "",
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Measure candidate ``name`` (a finished training run in ``run_dir``) and add it to the JSON
+    record ``out`` (rerunning a name replaces its entry).
 
-        data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-        prompts = dev_prompts(data_dir / "prompts" / "writing_prompts.jsonl", args.n_prompts)
-        run = Path(args.run_dir)
-        losses = held_out_losses(run, args.attributes)
-        ends = Endpoints.load(run / "endpoints")
-        base, tok = load_base(ends.base_id)
-        im = InterpolatedModel(base, tok, ends)
-        control = dev_control(
-            im,
-            args.attributes,
-            prompts,
-            load_scorers(list(args.attributes)),
-            samples=args.samples,
-            out_dir=run / "tune",
-        )
-        fluency = dev_fluency(im, args.attributes, data_dir / DEV_TEXT)
-        configs = sorted((run / "train").glob("*/*/adapter/clm_adapter.json"))
-        config = json.loads(configs[0].read_text())["config"] if configs else None
-        out = Path(args.out)
-        record = json.loads(out.read_text()) if out.is_file() else {"candidates": {}}
-        record["candidates"][args.name] = dict(
-            note=args.note,
-            run_dir=str(run),
-            dev_prompts=f"last {len(prompts)} of prompts/writing_prompts.jsonl, {args.samples} samples, seed 0",
-            held_out=losses,
-            dev_control=control,
-            dev_fluency=fluency,
-            config={k: v for k, v in (config or {}).items() if k != "attributes"},
-        )
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n")
-        os.replace(tmp, out)
-        for a, c in control.items():
-            poles = ", ".join(f"{p}: {v['base_loss']:.3f} -> {v['final_loss']:.3f}" for p, v in losses[a].items())
-            print(
-                f"{args.name} {a}: held-out loss {poles}; dev mean base {c['base']:.3f}, "
-                + ", ".join(f"α={k:g}: {v:.3f}" for k, v in c["by_alpha"].items())
-                + f"; range {c['range']:+.3f}"
-            )
-    except ClmError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    Args:
+        run_dir: a finished ``python -m clm train`` run: its endpoints and training logs.
+        name: the candidate's name in the record.
+        attributes: the attributes to measure.
+        out: the record (created if missing).
+        data_dir: the shared data (default: :func:`clm.paths.default_data_dir`).
+        n_prompts, samples: dev prompts (the file's last ones) and continuations per prompt.
+        note, command: why this candidate, and the command that measured it (both recorded).
 
+    Returns:
+        The candidate's entry (``held_out``, ``dev_control``, ``dev_fluency``, ``config``, ...).
+    """
+    from clm.core.endpoints import Endpoints
+    from clm.core.engine import InterpolatedModel
+    from clm.core.models import load_base
+    from clm.eval.scoring import load_scorers
+    from clm.io import atomic_write_json
+    from clm.paths import default_data_dir
 
-if __name__ == "__main__":
-    sys.exit(main())
+    data_dir = Path(data_dir) if data_dir else default_data_dir()
+    prompts = dev_prompts(data_dir / "prompts" / "writing_prompts.jsonl", n_prompts)
+    run, attributes = Path(run_dir), list(attributes)
+    losses = held_out_losses(run, attributes)
+    ends = Endpoints.load(run / "endpoints")
+    im = InterpolatedModel(*load_base(ends.base_id), ends)
+    control = dev_control(im, attributes, prompts, load_scorers(attributes), samples=samples, out_dir=run / "tune")
+    fluency = dev_fluency(im, attributes, data_dir / DEV_TEXT)
+    configs = sorted((run / "train").glob("*/*/adapter/clm_adapter.json"))
+    config = json.loads(configs[0].read_text())["config"] if configs else None
+    out = Path(out)
+    record = json.loads(out.read_text()) if out.is_file() else {"candidates": {}}
+    entry = dict(
+        note=note,
+        command=command,
+        run_dir=str(run),
+        dev_prompts=f"last {len(prompts)} of prompts/writing_prompts.jsonl, {samples} samples, seed 0",
+        held_out=losses,
+        dev_control=control,
+        dev_fluency=fluency,
+        config={k: v for k, v in (config or {}).items() if k != "attributes"},
+    )
+    record["candidates"][name] = entry
+    atomic_write_json(out, record)
+    return entry

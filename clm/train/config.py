@@ -15,10 +15,12 @@ Unknown keys are errors that name the key and the closest valid one. Every error
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +28,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from clm.core.attributes import ATTRIBUTES
 from clm.errors import ConfigError
+from clm.presets import TRAIN
+
+
+class _Presets(Mapping):
+    """The training presets, read live from :data:`clm.presets.PRESETS` (each one's ``train``):
+    name -> TrainConfig values; a preset that names no attributes trains every attribute."""
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        # a fresh copy, tuples as lists (as YAML and pydantic give them)
+        fresh = {k: list(v) if isinstance(v, tuple) else copy.deepcopy(v) for k, v in TRAIN[name].items()}
+        return {"attributes": list(ATTRIBUTES), **fresh}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(TRAIN)
+
+    def __len__(self) -> int:
+        return len(TRAIN)
+
+
+PRESETS: Mapping[str, dict[str, Any]] = _Presets()
 
 
 class _Strict(BaseModel):
@@ -234,7 +256,9 @@ class TrainConfig(_Strict):
 
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
-            Path(path).write_text(text)
+            from clm.io import atomic_write_text
+
+            atomic_write_text(path, text)
         return text
 
     def replace(self, **overrides: Any) -> TrainConfig:
@@ -266,8 +290,9 @@ class TrainConfig(_Strict):
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> TrainConfig:
-        """A preset (``paper``, ``cpu``, ``tiny``) with overrides; ``None`` overrides are ignored
-        (so notebook parameters left at None keep the preset's value)."""
+        """A training preset (``paper``, ``cpu``, ``tiny``: the ``train`` part of each of
+        :data:`clm.presets.PRESETS`) with overrides; ``None`` overrides are ignored (so notebook
+        parameters left at None keep the preset's value)."""
         return cls.from_dict({"preset": name, **{k: v for k, v in overrides.items() if v is not None}})
 
     @classmethod
@@ -324,100 +349,3 @@ def _one_line(err: ValidationError) -> str:
     value = e.get("input")
     shown = "" if isinstance(value, (dict, list)) or e["type"] == "missing" else f" (got {value!r})"
     return f"config {loc}: {msg}{shown}"
-
-
-# ---------------------------------------------------------------------- presets
-_QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
-_FIVE = list(ATTRIBUTES)
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's recipe (Kangaslahti & Alvarez-Melis 2025, Sec. 4 / App. A), on our default base.
-    "paper": dict(
-        preset="paper",
-        note=(
-            "the paper's recipe: QLoRA (NF4 base), r=32, alpha=16, dropout 0.1, lr 5e-5, effective batch 64, "
-            "block 128, q/k/v/o, 1 epoch (20 for sentiment); texts joined by a blank line, not EOS (the "
-            "paper's run_clm-style packing with Llama-2's tokenizer puts BOS, not EOS, between texts, so "
-            "its endpoints did not learn to stop after every sentence)"
-        ),
-        model="smollm2-135m",
-        quantization="nf4",
-        dtype="bfloat16",
-        attributes=_FIVE,
-        r=32,
-        lora_alpha=16,
-        lora_dropout=0.1,
-        target_modules=_QKVO,
-        learning_rate=5e-5,
-        batch_size=16,
-        grad_accum=4,
-        block_size=128,
-        separator="\n\n",
-        epochs=1,
-        epochs_by_attribute={"sentiment": 20},
-        eval_fraction=0.05,
-        save_steps=200,
-    ),
-    # The embedded default (SmolLM2-135M) on 2 CPU cores, about 5-10 minutes per pole.
-    "cpu": dict(
-        preset="cpu",
-        note=(
-            "2 CPU cores train SmolLM2-135M with LoRA at about 200-270 tokens/s with a bfloat16 base "
-            "(1.5x fp32's rate; no NF4, whose de-quantization is slower on a CPU; the adapters stay "
-            "fp32 and are applied to the fp32 base), so each pole "
-            "gets a fixed budget instead of the paper's epochs: 60 steps x 8 blocks x 128 tokens "
-            "(~61k tokens, ~1.2 epochs of 3,000 texts, ~4 min). r = 8 (not 32) keeps the 10 fp32 "
-            "adapters at 37 MB, under the repository's 50 MB with the scorer heads; alpha = 2r "
-            "(update scale 2, 4x the paper's) and lr 1.5e-3 so that few steps move far enough; "
-            "texts joined by a blank line, not EOS. Chosen on sentiment (python -m clm.tune, "
-            "clm/assets/endpoints/smollm2-135m/selection.json): EOS joins and lr 1e-3 gave 75% "
-            "empty continuations and a dev range of 0.11; lr 3e-3 a range of 0.40 at 1.31x the "
-            "base's dev perplexity; lr 1.5e-3 a range of 0.37 at 1.19x. Humor alone at lr 7.5e-4: "
-            "revisited after its test perplexity (1.32x the base's at alpha = 0) missed the book's "
-            "1.3x bar, and chosen on development data only by a rule written before measuring it "
-            "(dev perplexity 1.27x -> 1.16x of the base's, dev range 0.244 -> 0.236)"
-        ),
-        model="smollm2-135m",
-        quantization=None,
-        dtype="bfloat16",
-        attributes=_FIVE,
-        r=8,
-        lora_alpha=16,
-        lora_dropout=0.05,
-        target_modules=_QKVO,
-        learning_rate=1.5e-3,
-        learning_rate_by_attribute={"humor": 7.5e-4},
-        lr_scheduler="linear",
-        warmup_ratio=0.05,
-        batch_size=8,
-        grad_accum=1,
-        block_size=128,
-        separator="\n\n",
-        max_texts=3000,
-        max_steps=60,
-        eval_fraction=0.05,
-        save_steps=20,
-    ),
-    # For tests and the tiny book run: the pico model, a few steps.
-    "tiny": dict(
-        preset="tiny",
-        note="pico model for tests: a few steps at a high lr so that the adapters move the logits",
-        model="pico",
-        quantization=None,
-        dtype="float32",
-        attributes=["sentiment", "formality"],
-        r=4,
-        lora_alpha=8,
-        lora_dropout=0.1,
-        target_modules=_QKVO,
-        learning_rate=1e-2,
-        batch_size=4,
-        grad_accum=1,
-        block_size=32,
-        max_texts=120,
-        max_steps=6,
-        eval_fraction=0.1,
-        save_steps=2,
-        logging_steps=1,
-    ),
-}

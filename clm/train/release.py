@@ -4,25 +4,23 @@ hyper-parameters were chosen, and the provenance and licences of the data.
 
 ::
 
-    python -m clm.release --run-dir ~/.cache/clm/runs/ref --selection selection.json
+    python -m clm release --run-dir ~/.cache/clm/runs/ref --selection selection.json
 
 The notebooks use the shipped endpoints when a run dir has none (:func:`clm.book.params.find_endpoints`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 from clm.errors import ClmError
 from clm.paths import ASSETS
 from clm.train.config import PRESETS, TrainConfig
-from clm.train.trainer import held_out_losses
+from clm.train.logs import held_out_losses
 
 LIMIT_MB = 50.0  # endpoints + scorer heads in the repository
 
@@ -47,8 +45,23 @@ def readme(ends_dir: Path, selection: dict[str, Any] | None) -> str:
         for a in manifest["attributes"]
         for p in ("low", "high")
     }
-    first = next(iter(recs.values()))
-    cfg = {k: v for k, v in first["config"].items() if k != "attributes"}
+    lines = _head_lines(ends_dir, manifest, recs)
+    lines += _pole_lines(ends_dir, recs)
+    lines += ["", "## Data provenance and licences", ""]
+    lines += [f"- **{a}**: {LICENCES.get(a, 'see ../shared/data/README.md')}" for a in manifest["attributes"]]
+    lines += [
+        "",
+        "Sources, commits and licences of every file: `../shared/data/README.md` and `raw/SOURCES-*.md`.",
+        "GYAFC is for research use only: these adapters, like the data, are for research.",
+    ]
+    if selection:
+        lines += _selection_lines(selection)
+    return "\n".join(lines) + "\n"
+
+
+def _shipped_config(recs: dict[tuple[str, str], dict[str, Any]]) -> tuple[dict[str, Any], str, bool]:
+    """(config without attributes, its note, whether every pole matches the config's preset)."""
+    cfg = {k: v for k, v in next(iter(recs.values()))["config"].items() if k != "attributes"}
     note, same = cfg.get("note", ""), False
     if cfg.get("preset") in PRESETS:
         # A pole matches the preset when what shapes its adapter does (pole_sha256: the config with this
@@ -59,7 +72,14 @@ def readme(ends_dir: Path, selection: dict[str, Any] | None) -> str:
         if same:
             cfg = {k: v for k, v in preset.to_dict().items() if k != "attributes"}
             note = cfg["note"]
-    lines = [
+    return cfg, note, same
+
+
+def _head_lines(ends_dir: Path, manifest: dict[str, Any], recs: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """The README's title, base model, versions, size and config sections."""
+    first = next(iter(recs.values()))
+    cfg, note, same = _shipped_config(recs)
+    return [
         f"# Shipped endpoints for `{manifest['base']['id']}`",
         "",
         "Two LoRA adapters per attribute (low and high pole), trained with `clm.train` on the paper's",
@@ -81,7 +101,7 @@ def readme(ends_dir: Path, selection: dict[str, Any] | None) -> str:
         + ". Re-create with",
         "",
         "```",
-        f"python -m clm.cli_train --preset {cfg.get('preset')} --run-dir runs/ref",
+        f"python -m clm train --preset {cfg.get('preset')} --run-dir runs/ref",
         "```",
         "",
         "```yaml",
@@ -89,6 +109,12 @@ def readme(ends_dir: Path, selection: dict[str, Any] | None) -> str:
         "```",
         "",
         f"Why these values: {note}",
+    ]
+
+
+def _pole_lines(ends_dir: Path, recs: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """The README's per-pole table: data file and hash, sizes, learning rate, steps, held-out losses."""
+    lines = [
         "",
         "## Per pole",
         "",
@@ -104,90 +130,82 @@ def readme(ends_dir: Path, selection: dict[str, Any] | None) -> str:
             f"| {a} | {r['pole_name']} | `{d['source']}` | `{d['file_sha256']}` | {d['n_texts']:,} | "
             f"{d['n_tokens']:,} | {lr:g} | {loss['steps']} | {base:.3f} → {loss['final_loss']:.3f} |"
         )
-    lines += ["", "## Data provenance and licences", ""]
-    lines += [f"- **{a}**: {LICENCES.get(a, 'see ../shared/data/README.md')}" for a in manifest["attributes"]]
-    lines += [
+    return lines
+
+
+def _selection_lines(selection: dict[str, Any]) -> list[str]:
+    """The README's section on how the hyper-parameters were chosen (``selection.json`` of ``python -m clm tune``)."""
+    lines = [
         "",
-        "Sources, commits and licences of every file: `../shared/data/README.md` and `raw/SOURCES-*.md`.",
-        "GYAFC is for research use only: these adapters, like the data, are for research.",
+        "## How the hyper-parameters were chosen",
+        "",
+        "Never on evaluation data: by the held-out loss of each pole (5% of its training blocks), the",
+        "perplexity on a development text (OneStopEnglish news, which no endpoint trains on), and the",
+        "mean score at α = 0 and α = 1 on the *last* 100 WritingPrompts prompts (the book evaluates on",
+        "the first 100). `selection.json` holds every candidate (`python -m clm tune`).",
+        "",
+        "| candidate | attribute | held-out loss per pole | dev ppl base / α=0 / α=1 | dev score base / α=0 / α=1 | range |",
+        "|---|---|---|---|---|---|",
     ]
-    if selection:
-        lines += [
-            "",
-            "## How the hyper-parameters were chosen",
-            "",
-            "Never on evaluation data: by the held-out loss of each pole (5% of its training blocks), the",
-            "perplexity on a development text (OneStopEnglish news, which no endpoint trains on), and the",
-            "mean score at α = 0 and α = 1 on the *last* 100 WritingPrompts prompts (the book evaluates on",
-            "the first 100). `selection.json` holds every candidate (`python -m clm.tune`).",
-            "",
-            "| candidate | attribute | held-out loss per pole | dev ppl base / α=0 / α=1 | dev score base / α=0 / α=1 | range |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name, c in selection["candidates"].items():
-            for a, ctl in c["dev_control"].items():
-                losses = ", ".join(f"{p} {v['final_loss']:.3f}" for p, v in c["held_out"].get(a, {}).items())
-                fl = c.get("dev_fluency", {})
-                ppl = (
-                    f"{fl['base']:.1f} / " + " / ".join(f"{v:.1f}" for v in fl[a].values())
-                    if a in fl
-                    else "not measured"
-                )
-                score = f"{ctl['base']:.3f} / " + " / ".join(f"{v:.3f}" for v in ctl["by_alpha"].values())
-                lines.append(f"| {name} | {a} | {losses} | {ppl} | {score} | {ctl['range']:+.3f} |")
-        if selection.get("rule"):
-            lines += ["", selection["rule"]]
-        if selection.get("choice"):
-            lines += ["", f"Chosen: **{selection['choice']}**. {selection.get('reason', '')}"]
-        for rev in selection.get("revisions", []):
-            lines += ["", f"### Revisited: {rev['attribute']}", "", rev["why"], "", rev["rule"]]
-            lines += ["", f"Chosen: **{rev['choice']}**. {rev['reason']}"]
-    return "\n".join(lines) + "\n"
+    for name, c in selection["candidates"].items():
+        for a, ctl in c["dev_control"].items():
+            losses = ", ".join(f"{p} {v['final_loss']:.3f}" for p, v in c["held_out"].get(a, {}).items())
+            fl = c.get("dev_fluency", {})
+            ppl = f"{fl['base']:.1f} / " + " / ".join(f"{v:.1f}" for v in fl[a].values()) if a in fl else "not measured"
+            score = f"{ctl['base']:.3f} / " + " / ".join(f"{v:.3f}" for v in ctl["by_alpha"].values())
+            lines.append(f"| {name} | {a} | {losses} | {ppl} | {score} | {ctl['range']:+.3f} |")
+    if selection.get("rule"):
+        lines += ["", selection["rule"]]
+    if selection.get("choice"):
+        lines += ["", f"Chosen: **{selection['choice']}**. {selection.get('reason', '')}"]
+    for rev in selection.get("revisions", []):
+        lines += ["", f"### Revisited: {rev['attribute']}", "", rev["why"], "", rev["rule"]]
+        lines += ["", f"Chosen: **{rev['choice']}**. {rev['reason']}"]
+    return lines
 
 
 def ship(
     run_dir: str | os.PathLike, selection: str | os.PathLike | None = None, dest: str | os.PathLike | None = None
 ) -> Path:
     """Copy ``<run_dir>/endpoints`` (and ``selection``) to ``dest`` (default
-    ``clm/assets/endpoints/<base id>``) and write its README. Checks the size limit first."""
-    from clm.core.endpoints import Endpoints
+    ``clm/assets/endpoints/<base id as a safe name>``, :func:`clm.paths.shipped_dir`) and write its
+    README. Checks the size limit first.
+
+    Writes can't hurt: the copy is built in a fresh temp directory beside the target and renamed
+    into place; an existing target is replaced only if it is a shipped endpoints directory (its
+    manifest and README), and never if it is the source. Nothing else is ever deleted."""
+    import tempfile
+
+    from clm.core.endpoints import MANIFEST, Endpoints
+    from clm.paths import shipped_dir
 
     src = Path(run_dir) / "endpoints"
     ends = Endpoints.load(src)  # validates
-    out = Path(dest) if dest else ASSETS / "endpoints" / ends.base_id
+    out = Path(dest) if dest else shipped_dir("endpoints", ends.base_id)
+    a, b = out.resolve(), src.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise ClmError(f"cannot ship {str(src)!r} onto {str(out)!r}: one holds the other")
+    if out.exists() and not ((out / MANIFEST).is_file() and (out / "README.md").is_file()):
+        raise ClmError(f"{str(out)!r} exists and is not a shipped endpoints directory; not replacing it")
     scorers = _size_mb(ASSETS / "scorers") if (ASSETS / "scorers").is_dir() else 0.0
     size = sum(f.stat().st_size for f in src.rglob("*.safetensors")) / 1e6
     if size + scorers > LIMIT_MB:
         raise ClmError(f"endpoints ({size:.1f} MB) + scorer heads ({scorers:.1f} MB) exceed {LIMIT_MB:.0f} MB")
     sel = json.loads(Path(selection).read_text()) if selection else None
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("README.md", ".*"))
-    for f in tmp.rglob("*"):
-        if f.is_file():
-            f.chmod(0o644)
-    if sel is not None:
-        (tmp / "selection.json").write_text(json.dumps(sel, indent=1) + "\n")
-    (tmp / "README.md").write_text(readme(tmp, sel))
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m clm.release", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run-dir", required=True)
-    ap.add_argument("--selection", help="the clm.tune record of the candidates")
-    ap.add_argument("--dest", help="default clm/assets/endpoints/<base id>")
-    args = ap.parse_args(argv)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".ship", dir=out.parent))  # ours alone
     try:
-        out = ship(args.run_dir, args.selection, args.dest)
-    except ClmError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"shipped {out} ({_size_mb(out):.1f} MB)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        tmp = work / "new"
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("README.md", ".*"))
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                f.chmod(0o644)
+        if sel is not None:
+            (tmp / "selection.json").write_text(json.dumps(sel, indent=1) + "\n")
+        (tmp / "README.md").write_text(readme(tmp, sel))
+        if out.exists():
+            os.replace(out, work / "old")  # the previous shipped copy, checked above
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out

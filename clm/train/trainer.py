@@ -28,22 +28,14 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from clm.core.attributes import POLES
-from clm.errors import ClmError, ConfigError, DataError, EndpointsError
+from clm.errors import ConfigError, EndpointsError
+from clm.io import atomic_write_text
 from clm.train.config import TrainConfig
-from clm.train.data import (  # noqa: F401
-    Blocks,
-    PoleData,
-    check_targets,
-    check_work,
-    load_pole,
-    read_pole_texts,
-    separator_ids,
-)
+from clm.train.data import Blocks, PoleData, check_targets, check_work, load_pole, separator_ids
 
 _LOG_KEYS = ("step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm")
 
@@ -104,10 +96,11 @@ def _accum(cfg: TrainConfig, world: int) -> int:
 def train_pole(
     cfg: TrainConfig, data: PoleData, work: Path, progress: bool = True, callbacks: list | None = None
 ) -> Path:
-    """Train one pole's adapter (resuming from the last checkpoint in ``work``); returns ``work/adapter``."""
-    import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import Trainer, TrainingArguments, default_data_collator, set_seed
+    """Train one pole's adapter (resuming from the last checkpoint in ``work``); returns ``work/adapter``.
+
+    Rank 0 writes ``work/log.json`` (:func:`_train_record`) and the adapter (:func:`_save_adapter`).
+    """
+    from transformers import Trainer, default_data_collator, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -115,6 +108,40 @@ def train_pole(
     model, _ = _load(cfg)
     base = model.clm_base
     set_seed(cfg.seed)  # the LoRA init depends on it
+    peft_model = _lora_model(cfg, model)
+    ckpts = work / "checkpoints"
+    last = get_last_checkpoint(str(ckpts)) if ckpts.is_dir() else None
+    steps = total_steps(cfg, data.attribute, len(data.train), world)
+    has_eval = len(data.eval) > 0
+    trainer = Trainer(
+        model=peft_model,
+        args=_training_args(cfg, data.attribute, ckpts, steps, has_eval, last is None, world),
+        train_dataset=Blocks(data.train),
+        eval_dataset=Blocks(data.eval) if has_eval else None,
+        data_collator=default_data_collator,
+        callbacks=[LossBar(f"{data.attribute}/{data.name}", progress and rank == 0), NoFinalSave(), *(callbacks or [])],
+    )
+    for cb in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(cb)
+    start_step, t0 = (int(Path(last).name.split("-")[-1]) if last else 0), time.perf_counter()
+    trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - t0
+    final = _final_eval(trainer, has_eval)
+    adapter = work / "adapter"
+    if trainer.is_world_process_zero():
+        record = _train_record(trainer, cfg, data, base, last, start_step, seconds, final)
+        _write_json(work / "log.json", record)
+        _save_adapter(peft_model, work, cfg, data, base, trainer.state.global_step, final, record["log"])
+        if not cfg.keep_checkpoints:
+            shutil.rmtree(ckpts, ignore_errors=True)  # the pole is finished; its optimizer states are not needed
+    trainer.accelerator.wait_for_everyone()
+    return adapter
+
+
+def _lora_model(cfg: TrainConfig, model):
+    """``model`` with fresh LoRA adapters of ``cfg`` (r, α, dropout, targets); a 4-bit base prepared first."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
     if cfg.quantization:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     lora = LoraConfig(
@@ -125,18 +152,24 @@ def train_pole(
         bias="none",
         task_type="CAUSAL_LM",
     )
-    peft_model = get_peft_model(model, lora)
-    ckpts = work / "checkpoints"
-    last = get_last_checkpoint(str(ckpts)) if ckpts.is_dir() else None
-    steps = total_steps(cfg, data.attribute, len(data.train), world)
-    has_eval = len(data.eval) > 0
+    return get_peft_model(model, lora)
+
+
+def _training_args(
+    cfg: TrainConfig, attribute: str, ckpts: Path, steps: int, has_eval: bool, fresh: bool, world: int
+):
+    """The ``TrainingArguments`` of one pole: ``steps`` optimizer steps, checkpoints in ``ckpts``,
+    an eval every ``eval_steps`` (and at step 0 on a ``fresh`` start) when there are held-out blocks."""
+    import torch
+    from transformers import TrainingArguments
+
     cuda = torch.cuda.is_available()
-    args = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(ckpts),
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=_accum(cfg, world),
-        learning_rate=cfg.learning_rate_for(data.attribute),
+        learning_rate=cfg.learning_rate_for(attribute),
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=math.ceil(cfg.warmup_ratio * steps),
         weight_decay=cfg.weight_decay,
@@ -148,7 +181,7 @@ def train_pole(
         save_total_limit=cfg.save_total_limit,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=cfg.eval_steps or cfg.save_steps,
-        eval_on_start=has_eval and last is None,
+        eval_on_start=has_eval and fresh,
         logging_steps=cfg.logging_steps,
         report_to="none",
         disable_tqdm=True,
@@ -159,78 +192,69 @@ def train_pole(
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
     )
-    trainer = Trainer(
-        model=peft_model,
-        args=args,
-        train_dataset=Blocks(data.train),
-        eval_dataset=Blocks(data.eval) if has_eval else None,
-        data_collator=default_data_collator,
-        callbacks=[LossBar(f"{data.attribute}/{data.name}", progress and rank == 0), NoFinalSave(), *(callbacks or [])],
-    )
-    for cb in (PrinterCallback, ProgressCallback):
-        trainer.remove_callback(cb)
-    start_step, t0 = (int(Path(last).name.split("-")[-1]) if last else 0), time.perf_counter()
-    trainer.train(resume_from_checkpoint=last)
-    seconds = time.perf_counter() - t0
+
+
+def _final_eval(trainer, has_eval: bool) -> dict[str, Any]:
+    """The last eval log entry, evaluating once more if the last step has none ({} without eval)."""
     evals = [e for e in trainer.state.log_history if "eval_loss" in e]
     if has_eval and (not evals or evals[-1]["step"] != trainer.state.global_step):
         trainer.evaluate()
         evals = [e for e in trainer.state.log_history if "eval_loss" in e]
-    final = evals[-1] if evals else {}
-    adapter = work / "adapter"
-    if trainer.is_world_process_zero():
-        world = trainer.args.world_size  # what the Trainer really ran with
-        tokens = (trainer.state.global_step - start_step) * cfg.batch_size * _accum(cfg, world) * world * cfg.block_size
-        record = dict(
-            attribute=data.attribute,
-            pole=data.pole,
-            pole_name=data.name,
-            base_id=base.id,
-            base_fingerprint=base.fingerprint,
-            steps=trainer.state.global_step,
-            resumed_from=last and Path(last).name,
-            world_size=world,
-            train_seconds=round(seconds, 3),
-            tokens_per_second=round(tokens / seconds, 1) if seconds else None,
-            final_eval_loss=final.get("eval_loss"),
-            data=data.provenance(),
-            log=[
-                {k: e[k] for k in _LOG_KEYS if k in e}
-                for e in trainer.state.log_history
-                if "loss" in e or "eval_loss" in e
-            ],
+    return evals[-1] if evals else {}
+
+
+def _train_record(trainer, cfg: TrainConfig, data: PoleData, base, last, start_step, seconds, final) -> dict[str, Any]:
+    """The contents of a pole's ``log.json``: what was trained, how fast, and the loss per step."""
+    world = trainer.args.world_size  # what the Trainer really ran with
+    tokens = (trainer.state.global_step - start_step) * cfg.batch_size * _accum(cfg, world) * world * cfg.block_size
+    return dict(
+        attribute=data.attribute,
+        pole=data.pole,
+        pole_name=data.name,
+        base_id=base.id,
+        base_fingerprint=base.fingerprint,
+        steps=trainer.state.global_step,
+        resumed_from=last and Path(last).name,
+        world_size=world,
+        train_seconds=round(seconds, 3),
+        tokens_per_second=round(tokens / seconds, 1) if seconds else None,
+        final_eval_loss=final.get("eval_loss"),
+        data=data.provenance(),
+        log=[
+            {k: e[k] for k in _LOG_KEYS if k in e} for e in trainer.state.log_history if "loss" in e or "eval_loss" in e
+        ],
+    )
+
+
+def _save_adapter(peft_model, work: Path, cfg: TrainConfig, data: PoleData, base, steps, final, log) -> None:
+    """Write ``work/adapter`` (weights + ``clm_adapter.json``) through a temp dir and a rename:
+    the adapter dir is whole or absent."""
+    tmp = work / f".adapter.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        peft_model.save_pretrained(str(tmp))
+        _write_json(
+            tmp / "clm_adapter.json",
+            dict(
+                base_id=base.id,
+                base_fingerprint=base.fingerprint,
+                attribute=data.attribute,
+                pole=data.pole,
+                pole_name=data.name,
+                config=cfg.to_dict(),
+                config_sha256=cfg.sha256(),
+                pole_sha256=cfg.pole_sha256(data.attribute, data.pole),
+                data=data.provenance(),
+                steps=steps,
+                final_eval_loss=final.get("eval_loss"),
+                versions=_versions(),
+                log=log,  # the loss curve travels with the adapter into the endpoints
+            ),
         )
-        _write_json(work / "log.json", record)
-        tmp = work / f".adapter.{os.getpid()}.tmp"
+        os.replace(tmp, work / "adapter")  # atomic: the adapter dir is whole or absent
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            peft_model.save_pretrained(str(tmp))
-            _write_json(
-                tmp / "clm_adapter.json",
-                dict(
-                    base_id=base.id,
-                    base_fingerprint=base.fingerprint,
-                    attribute=data.attribute,
-                    pole=data.pole,
-                    pole_name=data.name,
-                    config=cfg.to_dict(),
-                    config_sha256=cfg.sha256(),
-                    pole_sha256=cfg.pole_sha256(data.attribute, data.pole),
-                    data=data.provenance(),
-                    steps=trainer.state.global_step,
-                    final_eval_loss=final.get("eval_loss"),
-                    versions=_versions(),
-                    log=record["log"],  # the loss curve travels with the adapter into the endpoints
-                ),
-            )
-            os.replace(tmp, adapter)  # atomic: the adapter dir is whole or absent
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if not cfg.keep_checkpoints:
-            shutil.rmtree(ckpts, ignore_errors=True)  # the pole is finished; its optimizer states are not needed
-    trainer.accelerator.wait_for_everyone()
-    return adapter
+        raise
 
 
 def train_endpoints(
@@ -312,7 +336,7 @@ def _train_endpoints(config, run_dir, endpoints_dir, attributes, progress, callb
             if (a.name, p) in data:
                 dirs[p].mkdir(parents=True, exist_ok=True)
                 if rank == 0:
-                    (dirs[p] / "pole_sha256").write_text(config.pole_sha256(a.name, p))
+                    atomic_write_text(dirs[p] / "pole_sha256", config.pole_sha256(a.name, p))
                 train_pole(config, data[(a.name, p)], dirs[p], progress, callbacks)
         if rank == 0:
             # Several runs (one attribute each) may share the endpoints: lock, reread, add.
@@ -379,81 +403,6 @@ class NoFinalSave(_Callback):
         return control
 
 
-def read_logs(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every pole's training log: ``<path>/train/*/*/log.json`` for a run dir, or the ``log`` in
-    each adapter's ``clm_adapter.json`` for an endpoints dir (shipped endpoints carry theirs)."""
-    p = Path(path)
-    logs = [json.loads(f.read_text()) for f in sorted(p.glob("train/*/*/log.json"))]
-    if not logs:
-        provs = [json.loads(f.read_text()) for f in sorted(p.glob("*/*/clm_adapter.json"))]
-        logs = [d for d in provs if isinstance(d.get("log"), list)]
-    return logs
-
-
-def loss_table(path: str | os.PathLike):
-    """A tidy table of the training logs: attribute, pole (low/high), pole_name, step, split, loss."""
-    import pandas as pd
-
-    cols = ["attribute", "pole", "pole_name", "step", "split", "loss"]
-    rows = []
-    for log in read_logs(path):
-        for e in log["log"]:
-            for split, key in (("train", "loss"), ("eval", "eval_loss")):
-                if key in e:
-                    rows.append(
-                        dict(zip(cols, (log["attribute"], log["pole"], log["pole_name"], e["step"], split, e[key])))
-                    )
-    return pd.DataFrame(rows, columns=cols)
-
-
-def plot_loss_curves(path: str | os.PathLike):
-    """Train loss (lines) and held-out loss (dots) per step: one panel per attribute, one colour per pole.
-
-    Returns:
-        The seaborn ``FacetGrid`` (``.figure`` is the matplotlib figure).
-    """
-    import seaborn as sns
-
-    df = loss_table(path)
-    if df.empty:
-        raise DataError(f"no training logs in {str(path)!r} (a run dir's train/ or an endpoints dir)")
-    palette = dict(zip(POLES, sns.color_palette("colorblind", 2)))
-    g = sns.relplot(
-        data=df[df.split == "train"],
-        x="step",
-        y="loss",
-        hue="pole",
-        hue_order=POLES,
-        palette=palette,
-        col="attribute",
-        col_wrap=min(3, df.attribute.nunique()),
-        kind="line",
-        height=2.6,
-        aspect=1.3,
-        facet_kws=dict(sharey=False),
-    )
-    for attr, ax in g.axes_dict.items():
-        ev = df[(df.split == "eval") & (df.attribute == attr)]
-        sns.lineplot(
-            data=ev,
-            x="step",
-            y="loss",
-            hue="pole",
-            hue_order=POLES,
-            palette=palette,
-            marker="o",
-            linestyle="--",
-            ax=ax,
-            legend=False,
-        )
-        names = df[df.attribute == attr].drop_duplicates("pole").set_index("pole").pole_name
-        ax.set_title(f"{attr}: {names.get('low', '?')} (low) / {names.get('high', '?')} (high)", fontsize=9)
-    g.set_axis_labels("optimizer step", "loss (nats/token)")
-    if g.legend is not None:
-        g.legend.set_title("pole (dashed: held-out)")
-    return g
-
-
 def _versions() -> dict[str, str]:
     import peft
     import torch
@@ -470,28 +419,4 @@ def _versions() -> dict[str, str]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-def held_out_losses(path: str | os.PathLike, attributes: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Per attribute and pole: the base model's held-out loss (step 0), the final one, the steps
-    and the training throughput, from the training logs of a run dir or an endpoints dir
-    (:func:`clm.train.trainer.read_logs`)."""
-    out: dict[str, dict[str, Any]] = {}
-    for rec in read_logs(path):
-        attr = rec["attribute"]
-        if attributes is not None and attr not in attributes:
-            continue
-        evals = [e for e in rec["log"] if "eval_loss" in e]
-        out.setdefault(attr, {})[rec["pole_name"]] = dict(
-            base_loss=evals[0]["eval_loss"] if evals and evals[0].get("step", 0) == 0 else None,
-            final_loss=rec["final_eval_loss"],
-            eval_curve=[(e.get("step"), round(e["eval_loss"], 4)) for e in evals],
-            steps=rec["steps"],
-            tokens_per_second=rec.get("tokens_per_second"),
-        )
-    if not out:
-        raise ClmError(f"no finished poles under {str(path)!r}")
-    return out
+    atomic_write_text(path, json.dumps(data, indent=1))

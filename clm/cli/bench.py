@@ -1,0 +1,132 @@
+"""``python -m clm bench``: what dialing costs (chapter 7), and ``bench train``: training speed.
+
+    python -m clm bench --new-tokens 16 --repeats 3 --threads 1 --out clm/assets/bench/cpu-smollm2-135m.json
+    python -m clm bench --memory-only --out clm/assets/bench/cpu-smollm2-135m.json
+    nice -n 10 python -m clm bench train --model smollm2-135m --steps 4
+
+The first runs :func:`clm.bench.run.run` (every method, interleaved; medians of the repeats) and
+prints its JSON (also written to ``--out``); ``--memory-only`` measures each method's peak memory
+in a fresh subprocess and adds it to ``--out``. ``bench train`` runs :func:`clm.bench.train.run`:
+tokens/s of ``clm.train`` against a plain PEFT + Trainer script on one pole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from clm.cli.args import count
+
+HELP = "benchmark the interpolation methods (speed, memory), or training (bench train)"
+# clm.bench.run.METHODS, named here so that the command line starts without importing torch
+METHODS = ("base", "fused", "merged", "peft-multi", "peft-cat", "paper", "dexperts")
+
+
+def method(text: str) -> str:
+    if text not in METHODS:
+        raise argparse.ArgumentTypeError(f"unknown method {text!r}; choose from {', '.join(METHODS)}")
+    return text
+
+
+def add_parser(sub) -> None:
+    from clm.train.config import PRESETS
+
+    p = sub.add_parser("bench", help=HELP, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="smollm2-135m", help="base model: a name, checkpoint dir or hub id")
+    p.add_argument("--methods", nargs="+", type=method, default=list(METHODS), help=", ".join(METHODS))
+    p.add_argument("--attributes", type=count(1), default=5, metavar="N", help="endpoints = 2 x attributes")
+    p.add_argument("--rank", type=count(1), default=32)
+    p.add_argument("--batches", type=count(1), nargs="+", default=[1, 8], metavar="N")
+    p.add_argument("--new-tokens", type=count(1), default=32, metavar="N")
+    p.add_argument("--prompt-tokens", type=count(1), default=16, metavar="N")
+    p.add_argument("--repeats", type=count(1), default=3, metavar="N")
+    p.add_argument("--slow-repeats", type=count(1), default=1, metavar="N", help="repeats for paper and dexperts")
+    p.add_argument("--slow-batches", type=count(1), nargs="+", metavar="N", help="batches for paper and dexperts")
+    p.add_argument("--threads", type=count(1), metavar="N", help="torch threads (default: torch's choice)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--latency-models", nargs="*", default=["pico"], help="other models to time set_weights on")
+    p.add_argument("--memory", action="store_true", help="also measure each method's peak memory in a subprocess")
+    p.add_argument("--memory-tokens", type=count(1), default=4, metavar="N", help="new tokens per memory probe")
+    p.add_argument("--memory-only", action="store_true", help="only the memory probes, added to --out if it exists")
+    p.add_argument("--out", type=Path, help="write the JSON here (else only print it)")
+    p.add_argument("--note", help="a remark saved with the run (e.g. what else the machine was doing)")
+    p.set_defaults(run=run)
+    cmds = p.add_subparsers(dest="bench_command", metavar="{train}")
+    t = cmds.add_parser("train", help="training tokens/s: clm.train against plain PEFT + Trainer")
+    t.add_argument("--model", default="smollm2-135m")
+    t.add_argument("--preset", choices=list(PRESETS), default="cpu", help="the training preset")
+    t.add_argument("--attribute", default="sentiment")
+    t.add_argument("--steps", type=count(1), default=4, metavar="N")
+    t.add_argument("--repeats", type=count(1), default=1, metavar="N", help="alternate clm / plain; report medians")
+    t.add_argument("--batch-size", type=count(1), metavar="N", help="override the preset's batch_size")
+    t.add_argument("--grad-accum", type=count(1), metavar="N", help="override the preset's grad_accum")
+    t.add_argument("--data-dir", type=Path, help="the shared data (default: $CLM_DATA_DIR or ../shared/data)")
+    t.set_defaults(run=train)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from clm.bench import run as bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_only:
+        res = bench.memory_only(
+            args.model,
+            tuple(args.methods),
+            attributes=args.attributes,
+            rank=args.rank,
+            batch=max(args.batches),
+            new_tokens=args.memory_tokens,
+            dtype=args.dtype,
+            out=args.out,
+            command=args.command_line,
+        )
+        print(json.dumps(res, indent=1, default=str))
+        return 0
+    res = bench.run(
+        model=args.model,
+        methods=tuple(args.methods),
+        attributes=args.attributes,
+        rank=args.rank,
+        batches=tuple(args.batches),
+        new_tokens=args.new_tokens,
+        prompt_tokens=args.prompt_tokens,
+        repeats=args.repeats,
+        slow_repeats=args.slow_repeats,
+        slow_batches=tuple(args.slow_batches) if args.slow_batches else None,
+        dtype=args.dtype,
+        latency_models=tuple(args.latency_models),
+        memory=args.memory,
+        memory_tokens=args.memory_tokens,
+    )
+    res["command"] = args.command_line
+    if args.note:
+        res["note"] = args.note
+    text = json.dumps(res, indent=1, default=str)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        from clm.io import atomic_write_text
+
+        atomic_write_text(args.out, text)
+    print(text)
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from clm.bench.train import run as bench_train
+
+    res = bench_train(
+        args.model,
+        args.preset,
+        args.attribute,
+        args.steps,
+        args.repeats,
+        args.batch_size,
+        args.grad_accum,
+        args.data_dir,
+    )
+    print(json.dumps({**res, "command": args.command_line}))
+    return 0

@@ -1,0 +1,1 @@
+"""The alternatives to weight interpolation, as generators with one strength dial each (see :mod:`clm.methods.base`)."""

@@ -1,0 +1,226 @@
+"""Choosing each method's hyper-parameters on development prompts, by rules written down first.
+
+The development prompts are the **last** ``n`` WritingPrompts prompts (:func:`dev_prompts`); the
+book evaluates on the first ones, so they never meet. Each ``choose_*`` returns a JSON-ready
+record (the rule in words, every candidate's numbers, the choice) for the chapter to ship.
+
+Rules:
+
+* **Prompting wording** (:func:`choose_wording`): the candidate whose mean dev score rises most
+  monotonically with the level (highest Spearman ρ of the five level means, rounded to 0.01);
+  ties go to the larger range, mean(+2) − mean(−2); then to the earlier candidate.
+* **Steering layer and c grid** (:func:`choose_steering`): for each candidate layer, c_max is the
+  largest probe magnitude whose continuations, at +c and at −c, stay within ``max_ratio`` of the
+  unsteered continuations' perplexity under the base (geometric means); the layer is the one with
+  the largest dev range mean(+c_max) − mean(−c_max) (ties: the earlier layer), and the grid is
+  c_max × (−1, −½, −¼, 0, ¼, ½, 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from clm.errors import ConfigError
+from clm.methods.base import Method
+
+DEV_PROMPTS = 100
+STEERING_GRID = (-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
+
+
+def dev_prompts(path: str | os.PathLike, n: int = DEV_PROMPTS) -> list[str]:
+    """The last ``n`` prompts of a prompts file; refuses any that the first ``n`` (test) could hold."""
+    from clm.data import read_texts
+
+    if not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n must be a positive integer, got {n!r}")
+    texts = read_texts(path)
+    if n > len(texts) // 2:
+        raise ConfigError(f"n = {n} dev prompts would overlap the first half of {str(path)!r} ({len(texts)} prompts)")
+    return texts[-n:]
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's ρ (average ranks for ties); NaN when either side is constant."""
+
+    def ranks(v: np.ndarray) -> np.ndarray:
+        order = np.argsort(v, kind="mergesort")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v), dtype=float)
+        for val in np.unique(v):  # average the ranks of ties
+            r[v == val] = r[v == val].mean()
+        return r
+
+    a, b = ranks(np.asarray(x, float)), ranks(np.asarray(y, float))
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _score(scorer: Any, texts: list[str]) -> np.ndarray:
+    fn = scorer.score if hasattr(scorer, "score") else scorer
+    return np.asarray(fn(texts), dtype=float).reshape(-1)
+
+
+def base_fluency(model: Any, tokenizer: Any = None) -> Callable[[list[str], list[list[int]]], np.ndarray]:
+    """Perplexity of each continuation under the base model, given its (plain) prompt."""
+    from clm.eval.perplexity import continuation_perplexity
+
+    def fluency(prompts: list[str], token_ids: list[list[int]]) -> np.ndarray:
+        return continuation_perplexity(model, prompts, token_ids, tokenizer=tokenizer, progress=False)
+
+    return fluency
+
+
+def dev_response(
+    method: Method,
+    prompts: Sequence[str],
+    scorer: Any,
+    strengths: Sequence[float] | None = None,
+    *,
+    samples: int = 1,
+    seed: int = 0,
+    max_new_tokens: int = 32,
+    batch_size: int = 32,
+    fluency: Callable[[list[str], list[list[int]]], Any] | None = None,
+) -> dict[str, Any]:
+    """Mean score (and log-perplexity) per strength on ``prompts``; every strength in one run.
+
+    Returns ``{"score": {s: mean}, "log_ppl": {s: mean log ppl} (if fluency), "empty": {s:
+    fraction of empty continuations}, "spearman": ρ(strength, mean score), "range": mean at the
+    top strength − mean at the bottom one}``.
+    """
+    grid = list(method.dial.grid if strengths is None else strengths)
+    rows_p = [p for s in grid for p in prompts]
+    rows_s = [s for s in grid for _ in prompts]
+    gens = method.generate(
+        rows_p,
+        rows_s,
+        max_new_tokens=max_new_tokens,
+        do_sample=True,
+        seed=seed,
+        num_samples=samples,
+        batch_size=batch_size,
+    )
+    s = np.array([g.strength for g in gens])
+    scores = _score(scorer, [g.text for g in gens])
+    empty = np.array([not g.text.strip() for g in gens])
+    out: dict[str, Any] = {
+        "score": {float(v): float(np.nanmean(scores[s == v])) for v in grid},
+        "empty": {float(v): float(empty[s == v].mean()) for v in grid},
+    }
+    if fluency is not None:
+        ppl = np.asarray(fluency([g.prompt for g in gens], [g.token_ids for g in gens]), dtype=float)
+        out["log_ppl"] = {float(v): float(np.nanmean(np.log(ppl[s == v]))) for v in grid}
+    means = [out["score"][float(v)] for v in grid]
+    out["spearman"] = spearman(grid, means)
+    out["range"] = means[-1] - means[0]
+    return out
+
+
+def prompts_record(prompts: Sequence[str], source: str = "the last prompts of writing_prompts.jsonl") -> dict[str, Any]:
+    return {"n": len(prompts), "source": source, "sha1": hashlib.sha1("\n".join(prompts).encode()).hexdigest()}
+
+
+def choose_wording(
+    model: Any,
+    tokenizer: Any,
+    attribute: str,
+    prompts: Sequence[str],
+    scorer: Any,
+    candidates: Sequence[str] | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
+    """Pick the prompting wording for ``attribute`` on dev prompts (rule: the module docstring).
+
+    Args:
+        model, tokenizer: the instruction-tuned base (or an InterpolatedModel, run at the base).
+        candidates: names in :data:`clm.methods.prompting.WORDINGS` (default: all).
+        kw: for :func:`dev_response` (samples, seed, max_new_tokens, batch_size).
+
+    Returns:
+        ``{"rule", "prompts", "template", "candidates": {name: response}, "chosen": name}``.
+    """
+    from clm.methods.prompting import WORDINGS, PromptingMethod
+
+    names = list(WORDINGS) if candidates is None else list(candidates)
+    res, template = {}, None
+    for name in names:
+        method = PromptingMethod(model, tokenizer, attribute, name)
+        template = method.template
+        res[name] = dev_response(method, prompts, scorer, **kw)
+
+    def key(name: str) -> tuple[float, float]:
+        r = res[name]
+        rho = -2.0 if math.isnan(r["spearman"]) else round(r["spearman"], 2)
+        return rho, r["range"]
+
+    chosen = max(names, key=key)  # max keeps the first of equal keys
+    rule = "highest Spearman rho of the level means (0.01), then the larger range mean(+2) - mean(-2), then the earlier candidate"
+    return {"rule": rule, "prompts": prompts_record(prompts), "template": template, "candidates": res, "chosen": chosen}
+
+
+def choose_steering(
+    model: Any,
+    tokenizer: Any,
+    vectors: Mapping[int, Any],
+    prompts: Sequence[str],
+    scorer: Any,
+    fluency: Callable[[list[str], list[list[int]]], Any],
+    *,
+    probe: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0),
+    max_ratio: float = 1.5,
+    positions: str = "all",
+    **kw: Any,
+) -> dict[str, Any]:
+    """Pick the steering layer and c grid on dev prompts (rule: the module docstring).
+
+    Args:
+        vectors: layer -> SteeringVector (:func:`clm.methods.steering.mean_difference`).
+        fluency: ``(prompts, token_ids) -> perplexities`` under the base (:func:`base_fluency`).
+        probe: the magnitudes of c tried, each at + and −, in one batch per layer (per-row c).
+        max_ratio: the perplexity ratio to the unsteered continuations a setting may reach.
+
+    Returns:
+        ``{"rule", "prompts", "layers": {L: {"response", "ratio": {c: r}, "c_max", "range"}},
+        "layer", "c_max", "grid"}``; ``layer`` is None if no probe stays fluent.
+    """
+    from clm.methods.steering import SteeringMethod
+
+    probe = sorted(float(c) for c in probe)
+    strengths = sorted({0.0, *probe, *(-c for c in probe)})
+    layers: dict[int, dict[str, Any]] = {}
+    for L, vec in vectors.items():
+        method = SteeringMethod(model, tokenizer, vec, grid=strengths, positions=positions)
+        r = dev_response(method, prompts, scorer, strengths, fluency=fluency, **kw)
+        lp = r["log_ppl"]
+        ratio = {c: math.exp(max(lp[c], lp[-c]) - lp[0.0]) for c in probe}
+        fluent = [c for c in probe if ratio[c] <= max_ratio]
+        c_max = max(fluent) if fluent else None
+        rng = None if c_max is None else r["score"][c_max] - r["score"][-c_max]
+        layers[int(L)] = {"response": r, "ratio": ratio, "c_max": c_max, "range": rng}
+    ok = [L for L in layers if layers[L]["c_max"] is not None]
+    best = max(ok, key=lambda L: layers[L]["range"]) if ok else None
+    c_max = None if best is None else layers[best]["c_max"]
+    rule = (
+        f"per layer, c_max = the largest probe |c| whose continuations at +c and -c stay within {max_ratio}x the "
+        "unsteered ones' base perplexity (geometric means); the layer with the largest range mean(+c_max) - mean(-c_max) "
+        "(ties: the earlier layer); grid = c_max x (-1, -1/2, -1/4, 0, 1/4, 1/2, 1)"
+    )
+    grid = None if c_max is None else [round(c_max * g, 6) for g in STEERING_GRID]
+    return {
+        "rule": rule,
+        "prompts": prompts_record(prompts),
+        "positions": positions,
+        "probe": probe,
+        "max_ratio": max_ratio,
+        "layers": layers,
+        "layer": best,
+        "c_max": c_max,
+        "grid": grid,
+    }
