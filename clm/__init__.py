@@ -15,6 +15,7 @@ import logging
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+from clm.core.targets import register_controller_factory
 from clm.core.weights import Weights
 from clm.errors import ClmError, ConfigError, DataError, EndpointsError, ModelError, WeightsError
 
@@ -30,7 +31,10 @@ _LAZY = {
     "read_adapter": "clm.core.endpoints",
     "InterpolatedModel": "clm.core.engine",
     "Generation": "clm.core.engine",
+    "Schedule": "clm.core.schedule",
+    "Controller": "clm.experiments.control",
 }
+_SUBMODULES = ("widgets",)  # ``clm.widgets`` on first use (it needs ipywidgets only when a Dial is built)
 
 __all__ = [
     "ClmError",
@@ -41,15 +45,29 @@ __all__ = [
     "WeightsError",
     "Weights",
     *_LAZY,
+    *_SUBMODULES,
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from clm.core.endpoints import Endpoints, read_adapter  # noqa: F401
     from clm.core.engine import Generation, InterpolatedModel  # noqa: F401
     from clm.core.models import BaseInfo, load_base  # noqa: F401
+    from clm.core.schedule import Schedule  # noqa: F401
+    from clm.experiments.control import Controller  # noqa: F401
+
+
+@register_controller_factory
+def _shipped_controller(im):
+    """``im.generate(target=...)`` without ``controller=``: the shipped controller of the endpoints'
+    base. The facade wires it in (clm.core.targets), so the engine imports nothing above it."""
+    from clm.experiments.control import shipped_controller
+
+    return shipped_controller(im.endpoints.base_id)
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return import_module(f"clm.{name}")  # the import binds it as an attribute of clm
     if name in _LAZY:
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value

@@ -21,7 +21,7 @@
 # `README.md` when the notebook runs), how many there are, what they look like, and how they
 # compare with what a scorer will be asked to judge: 32-token continuations of story prompts.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # Settings: a value here wins over $CLM_PRESET / $CLM_RUN_DIR, which win over the defaults.
 preset = None  # scale: tiny, cpu or gpu (None: $CLM_PRESET, else cpu)
 model = None  # base model (None: the preset's)
@@ -30,13 +30,14 @@ run_dir = None  # where notebooks share results (None: $CLM_RUN_DIR, else runs/<
 seed = 0
 n_examples = 3  # example texts shown per pole
 
-# %%
+# %% tags=["remove-input"]
 import random
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
+from IPython.display import display
 
+from clm.book import display as show
 from clm.book.chapters import chapter
 from clm.core.attributes import ATTRIBUTES
 from clm.data import attribute_file, read_texts
@@ -45,8 +46,7 @@ P = chapter("01_data", globals())  # every parameter above, checked; None: the p
 n_examples = P.n_examples
 length_sample = 300 if P.preset.smoke else 5000  # texts per pole for the length statistics
 plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100})
-pd.set_option("display.max_colwidth", 120)
-print(P.describe())
+show.setup_line(P)
 
 # %% [markdown]
 # ## Sources and licences
@@ -57,14 +57,14 @@ print(P.describe())
 # endpoint's domain would be a weak measure, so chapter 3 tests scorers on both).
 
 
-# %%
+# %% tags=["hide-input"]
 from clm.data import corpus_sizes, readme_table
 
 readme = readme_table(P.data_dir / "README.md")  # its "## Attributes" table
-readme["paper's source"] = readme["attribute"].isin(list(ATTRIBUTES))
+readme["paper's source"] = readme["attribute"].isin(list(ATTRIBUTES)).map({True: "yes", False: "no"})
 readme["source"] = readme.filter(like="source (").iloc[:, 0].str.replace("**", "", regex=False)
 sources = readme[["attribute", "low pole", "high pole", "source", "licence as stated", "paper's source"]]
-sources
+show.table(sources, caption="The data's sources, as its README states them", columns={"attribute": "data folder"})
 
 # %% [markdown]
 # Two licences shape what this book may show. The GYAFC subset behind **formality** is for
@@ -79,30 +79,34 @@ sources
 
 # %%
 rng = random.Random(P.seed)
-attribute_of = {s: ATTRIBUTES[s.split("-")[0]] for s in readme["attribute"]}  # "sentiment-tweets" -> sentiment
-sizes = corpus_sizes(P.data_dir, {s: (a.low, a.high) for s, a in attribute_of.items()}, rng, length_sample)
+# source folder -> its attribute ("sentiment-tweets" -> sentiment)
+attribute_of = {s: ATTRIBUTES[s.split("-")[0]] for s in readme.attribute}
+poles = {s: (a.low, a.high) for s, a in attribute_of.items()}
+sizes = corpus_sizes(P.data_dir, poles, rng, length_sample)
+
+# %% tags=["remove-input"]
 stated = {r["attribute"]: (r["train low/high"], r["test low/high"]) for _, r in readme.iterrows()}
 table = sizes.pivot_table(index=["source", "pole"], columns="split", values="texts", aggfunc="sum", sort=False)[
     ["train", "test"]
 ]
-table["mean words"] = sizes[sizes.split == "train"].set_index(["source", "pole"])["mean_words"].round(1)
+table["mean words"] = sizes[sizes.split == "train"].set_index(["source", "pole"])["mean_words"]
 table["README train low/high"] = [stated[s][0] for s, _ in table.index]
-table
+table[["train", "test"]] = table[["train", "test"]].map("{:,}".format)  # thousands separated, like the README's
+show.table(table, index=True, caption="Texts per source, pole and split; mean length of a training text in words")
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-train = sizes[sizes.split == "train"].assign(
-    side=lambda d: d.apply(lambda r: "low" if r.pole == ATTRIBUTES[r.attribute].low else "high", axis=1)
-)
-sns.barplot(train, x="texts", y="source", hue="side", ax=axes[0], palette="Set2")
-axes[0].set(title="Training texts per pole", xlabel="texts (train split)", ylabel="")
-lengths = train.explode("words").astype({"words": float})
-sns.boxplot(lengths, x="words", y="source", hue="side", ax=axes[1], palette="Set2", showfliers=False)
-axes[1].axvline(24, color="k", ls="--", lw=1, label="a 32-token continuation (≈24 words)")
-axes[1].set(title="Length of a training text", xlabel="words", ylabel="")
-axes[1].legend(handles=axes[1].get_legend_handles_labels()[0][-1:], loc="lower right", fontsize=8)
-fig.tight_layout()
-plt.show()
+import clm.plots
+
+fig = clm.plots.corpus_overview(sizes)
+plt.close(fig)  # drawn once, numbered, below
+
+# %% tags=["remove-input"]
+show.figure(
+    fig, "1.1",
+    "Training texts per pole (left) and their length in words (right; boxes without outliers), per source.",
+    alt="Politeness has far more polite than impolite texts; the GYAFC formality subset is the smallest; "
+    "novel passages and TinyStories are far longer than a 32-token continuation, the other sources shorter.",
+)  # fmt: skip
 
 # %% [markdown]
 # Some poles are unbalanced (politeness has far more polite than impolite sentences) and some
@@ -113,7 +117,7 @@ plt.show()
 #
 # A few training texts per pole of the paper's sources, drawn with the notebook's seed.
 
-# %%
+# %% tags=["hide-input"]
 examples = []
 for attr in ATTRIBUTES.values():
     for pole in (attr.low, attr.high):
@@ -122,8 +126,8 @@ for attr in ATTRIBUTES.values():
             continue
         texts = read_texts(attribute_file(P.data_dir, attr.name, pole, "train"))
         for text in rng.sample(texts, min(n_examples, len(texts))):
-            examples.append(dict(attribute=attr.name, pole=pole, text=text[:160] + ("…" if len(text) > 160 else "")))
-pd.DataFrame(examples).set_index(["attribute", "pole"])
+            examples.append(dict(attribute=attr.name, pole=pole, text=text[:300] + ("…" if len(text) > 300 else "")))
+show.table(pd.DataFrame(examples), caption="Training texts of the paper's sources (cut at 300 characters)")
 
 # %% [markdown]
 # The known quirks, from the data's README, matter for reading every later chapter: SST-2 holds
@@ -139,14 +143,19 @@ pd.DataFrame(examples).set_index(["attribute", "pole"])
 
 # %%
 prompts = read_texts(P.data_dir / "prompts" / "writing_prompts.jsonl")
-wikitext = (P.data_dir / "eval" / "wikitext2_test.raw.txt").read_text(encoding="utf-8")
-print(
-    f"{len(prompts):,} WritingPrompts prompts; the {P.preset.name} preset uses the first {P.preset.n_prompts:,}, "
-    f"{P.preset.samples} sample(s) each, {P.preset.max_new_tokens} new tokens"
-)
-for p in rng.sample(prompts, 3):
-    print("  prompt:", p[:140])
-print(f"WikiText-2 test (perplexity): {len(wikitext.split()):,} words in {len(wikitext.splitlines()):,} lines")
+wikitext_file = P.data_dir / "eval" / "wikitext2_test.raw.txt"
+wikitext = wikitext_file.read_text(encoding="utf-8")
+
+# %% tags=["remove-input"]
+display(
+    show.findings(
+        "{n:,} WritingPrompts prompts; the **{preset}** preset uses the first {used:,}, {samples} sample(s) each, "
+        "{tokens} new tokens. WikiText-2's test set (for perplexity) has {words:,} words in {lines:,} lines.",
+        n=len(prompts), preset=P.preset.name, used=P.preset.n_prompts, samples=P.preset.samples,
+        tokens=P.preset.max_new_tokens, words=len(wikitext.split()), lines=len(wikitext.splitlines()),
+    )
+)  # fmt: skip
+show.table(pd.DataFrame({"three prompts, drawn with the seed": rng.sample(prompts, 3)}))
 
 # %% [markdown]
 # A continuation (the dashed line in the figure) is longer than a typical SST-2, GYAFC or
@@ -157,11 +166,33 @@ print(f"WikiText-2 test (perplexity): {len(wikitext.split()):,} words in {len(wi
 # on the attribute would score continuations poorly: that is why chapter 3 tests every scorer on
 # a second source from another domain.
 
-# %%
-P.record(
+# %% tags=["remove-input"]
+_ = P.record(
     "01_data",
     sizes={f"{r.source}/{r.pole}/{r.split}": int(r.texts) for r in sizes.itertuples()},
     n_prompts_available=len(prompts),
     wikitext_words=len(wikitext.split()),
 )
-print("recorded", P.metrics_path("01_data"))
+
+# %% [markdown]
+# ## What we found
+
+# %% tags=["remove-input"]
+train = sizes[sizes.split == "train"]
+train = train.assign(side=["low" if ATTRIBUTES[a].low == p else "high" for a, p in zip(train.attribute, train.pole)])
+main = train[train.source.isin(list(ATTRIBUTES))].set_index(["attribute", "side"])
+per_pole = main.texts.unstack("side")
+imbalance = per_pole.max(axis=1) / per_pole.min(axis=1)
+smallest, length = main.texts.idxmin(), main.mean_words.groupby("attribute").mean()
+show.findings(
+    "The {n_attr} attributes' paper sources hold {n_train:,} training texts in all, from {min_texts:,} per pole "
+    "({small_attr}, {small_pole}) to {max_texts:,}. The most unbalanced is {unbal}: {ratio:.1f} texts of one pole "
+    "for every one of the other. A training text is {short:.0f} words long on average ({short_attr}) to "
+    "{long:.0f} ({long_attr}), where a 32-token continuation is about 24 words. And every text a scorer will "
+    "judge continues a story prompt ({n_prompts:,} available), while the training texts are reviews, e-mails, "
+    "captions, stories and novels: chapter 3 measures what that change of domain costs each scorer.",
+    n_attr=len(per_pole), n_train=int(main.texts.sum()), min_texts=int(main.texts.min()),
+    small_attr=smallest[0], small_pole=main.loc[smallest, "pole"], max_texts=int(main.texts.max()),
+    unbal=imbalance.idxmax(), ratio=imbalance.max(), short=length.min(), short_attr=length.idxmin(),
+    long=length.max(), long_attr=length.idxmax(), n_prompts=len(prompts),
+)  # fmt: skip

@@ -45,12 +45,12 @@
 # (SmolLM2-135M, 9 values of α × 5 attributes × 100 prompts × 2 samples, 4k WikiText tokens per
 # α) an estimated 1 to 1.5 hours on 2 CPU cores, the longest page of the book; `gpu` (13 values
 # of α, 1,000 prompts × 3 samples, all of WikiText-2) an estimated hour on one GPU of the H100
-# class. The setup cell prints what this run will generate. Sweeps are resumable: a rerun skips
+# class. The line under the parameters says what this run will generate. Sweeps are resumable: a rerun skips
 # every finished batch, and the notebook can run as one papermill job per attribute (see
 # {doc}`../book/running`).
 # ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # Settings: a value here wins over $CLM_PRESET / $CLM_RUN_DIR, which win over the defaults.
 preset = None  # scale: tiny, cpu or gpu (None: $CLM_PRESET, else cpu)
 model = None  # base model (None: the preset's)
@@ -67,35 +67,32 @@ fluency = None  # also each continuation's perplexity under the base model (None
 example_prompt = 0  # the prompt whose continuations are shown across α
 example_alphas = [-1.0, 0.0, 0.5, 1.0, 2.0]  # the α values of the example table
 
-# %%
+# %% tags=["remove-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown, display
 from transformers.utils import logging as hf_logging
 
 import clm
-import clm.book.params
 import clm.plots as plots
+from clm.book import display as show
 from clm.book.chapters import chapter
-from clm.book.params import table_path
+from clm.book.params import find_scorers, table_path
 from clm.data import read_texts
-from clm.eval.scoring import load_scorers
 from clm.experiments import analysis, designs, sweep, sweep_perplexity
-from clm.experiments.tables import read_table
 
 P = chapter("04_single_attribute", globals())  # every parameter above, checked; None: the preset's
 ends, attributes, alphas, prompts_file = P.ends, P.attributes, P.alphas, P.prompts_file
 n_prompts, n_samples, ppl_window, ppl_tokens, fluency = P.n_prompts, P.n_samples, P.ppl_window, P.ppl_tokens, P.fluency
 prompts = read_texts(prompts_file, limit=n_prompts)  # one-line DataError if missing or bad
-tables = P.run_dir / "tables"
-hf_logging.disable_progress_bar()
-pd.set_option("display.max_colwidth", 120, "display.precision", 3)
-print(P.describe())
-print(
-    f"attributes {attributes}; α grid {alphas}; {len(prompts)} prompts x {n_samples} samples\n"
-    f"{(len(attributes) * len(alphas) + 1) * len(prompts) * n_samples:,} generations of {P.preset.max_new_tokens} "
-    f"tokens; {len(attributes) * len(alphas) + 1} WikiText-2 measurements of {ppl_tokens or 'all'} tokens"
-)
+hf_logging.disable_progress_bar()  # no "Loading weights" bars in the book
+n_settings = len(attributes) * len(alphas) + 1  # every (attribute, α), and the base model
+show.setup_line(
+    P, f"Attributes {', '.join(attributes)}; α in {{{', '.join(f'{a:g}' for a in alphas)}}}; {len(prompts)} prompts × "
+    f"{n_samples} samples: {n_settings * len(prompts) * n_samples:,} generations of {P.preset.max_new_tokens} tokens "
+    f"and {n_settings} WikiText-2 measurements of {f'{ppl_tokens:,}' if ppl_tokens else 'all'} tokens.",
+)  # fmt: skip
 
 # %% [markdown]
 # ## The model, the endpoints and the scorers
@@ -105,11 +102,19 @@ print(
 # also measures how one attribute's dial moves the *other* attributes (chapter 6).
 
 # %%
+from clm.eval.scoring import load_scorers
+
 base, tok = clm.load_base(P.model)
 im = clm.InterpolatedModel(base, tok, ends)
-scorers = load_scorers(path=clm.book.params.find_scorers(P))
-print(f"endpoints: {ends}")
-print(f"scorers: {', '.join(scorers)} ({next(iter(scorers.values())).config['encoder']} encoder)")
+scorers = load_scorers(path=find_scorers(P))
+
+# %% tags=["remove-input"]
+show.findings(
+    "Endpoints in `{ends}` ({poles}); scorers {scorers} on the {encoder} encoder, from `{scorer_dir}`.",
+    ends=show.relative(ends.path, P.run_dir), poles="; ".join(f"{a}: {' / '.join(ends.poles(a))}" for a in attributes),
+    scorers=", ".join(scorers), encoder=next(iter(scorers.values())).config["encoder"],
+    scorer_dir=show.relative(find_scorers(P), P.run_dir),
+)  # fmt: skip
 
 # %% [markdown]
 # ## The sweep
@@ -132,21 +137,24 @@ gen = dict(
         P.data_dir / "eval" / "wikitext2_test.raw.txt",
         max_tokens=ppl_tokens,
         window=ppl_window,
-        stride=512 if ppl_window is None else min(512, ppl_window // 2),  # the paper's 512 where it fits
+        stride=512 if ppl_window is None else min(512, ppl_window // 2),
     ),
 )
+base = designs.custom(["base"], design="base")
 base_table = sweep.run_sweep(
-    im, designs.custom(["base"], design="base"), prompts_file, out=table_path(P, "base.parquet", ends), **gen
-)
-single = {
-    a: sweep.run_sweep(
-        im, designs.single_attribute(a, alphas), prompts_file, out=table_path(P, f"single_{a}.parquet", ends), **gen
-    )
-    for a in attributes
-}
+    im, base, prompts_file, out=table_path(P, "base.parquet", ends), **gen
+)  # fmt: skip
+single = {}
+for a in attributes:
+    design = designs.single_attribute(a, alphas)
+    out = table_path(P, f"single_{a}.parquet", ends)
+    single[a] = sweep.run_sweep(im, design, prompts_file, out=out, **gen)
 table = pd.concat(single.values(), ignore_index=True)
-print(f"{len(table):,} generations at {table.setting.nunique()} settings, {len(base_table):,} of the base model")
-table.filter(regex="^(setting|prompt_index|sample|continuation|score_.*|ppl)$").head(4)
+
+# %% tags=["remove-input"]
+first = table.filter(regex="^(setting|prompt_index|sample|continuation|score_.*|ppl)$").head(4)
+show.table(first, digits=2, caption=f"The first 4 of {len(table):,} generations at {table.setting.nunique()} "
+           f"settings (and {len(base_table):,} of the base model)", columns={f"score_{a}": a for a in scorers})  # fmt: skip
 
 # %% [markdown]
 # ## Response curves
@@ -156,8 +164,18 @@ table.filter(regex="^(setting|prompt_index|sample|continuation|score_.*|ppl)$").
 # hatched, and the base model's mean score is the dashed line.
 
 # %%
-fig = plots.response_curves(pd.concat([table, base_table], ignore_index=True), attributes)
-plt.show()
+both = pd.concat([table, base_table], ignore_index=True)
+fig = plots.response_curves(both, attributes)
+plt.close(fig)  # drawn once, numbered, below
+
+# %% tags=["remove-input"]
+show.figure(
+    fig, "4.1",
+    "Response curves: the mean score of the swept attribute against α, with bootstrap 95 % intervals; "
+    "[0, 1] shaded, the extrapolation bands hatched, the base model's mean dashed.",
+    alt="Each attribute's mean score rises from α = 0 to α = 1; where the dashed base line sits relative to "
+    "the two endpoints, and whether the curve keeps rising beyond [0, 1].",
+)  # fmt: skip
 
 # %% [markdown]
 # ## Fluency: perplexity against α
@@ -168,20 +186,37 @@ plt.show()
 # model, a measure of how unusual the generated text is. Log scales; dashed: the base model.
 
 # %%
-ppl_tables = [read_table(tables / f"single_{a}_perplexity.parquet") for a in attributes]
-ppl = pd.concat([*ppl_tables, read_table(tables / "base_perplexity.parquet")], ignore_index=True)
+from clm.experiments.tables import read_table
+
+tables = P.run_dir / "tables"
+ppl_tables = [read_table(tables / f"single_{a}_perplexity.parquet")
+              for a in attributes]  # fmt: skip
+base_row = read_table(tables / "base_perplexity.parquet")
+ppl = pd.concat([*ppl_tables, base_row], ignore_index=True)
 base_ppl = float(ppl.loc[ppl.setting == "base", "wikitext_ppl"].iloc[0])
 fig = plots.perplexity_curve(ppl, attributes, column="wikitext_ppl")
-fig.axes[0].set_title("WikiText-2")
-plt.show()
+plt.close(fig)  # drawn once, numbered, below
+wikitext = {
+    a: analysis.rows_for(t, a).set_index(f"alpha_{a}").wikitext_ppl
+    for a, t in zip(attributes, ppl_tables)
+}  # fmt: skip
+ratio = pd.DataFrame({a: p / base_ppl for a, p in wikitext.items()})
+ratio = ratio.rename_axis("α")  # rows: α, columns: attributes
+
+# %% tags=["remove-input"]
+display(show.figure(
+    fig, "4.2",
+    "WikiText-2 perplexity of the interpolated model against α, one line per attribute (log scale); dashed: the base model.",
+    alt="Perplexity is lowest inside [0, 1] and rises towards both ends of the α grid, fastest beyond it.",
+))  # fmt: skip
 if "ppl" in table.columns:
-    fig = plots.perplexity_curve(pd.concat([table, base_table], ignore_index=True), attributes, column="ppl")
-    fig.axes[0].set_title("continuations, under the base model")
-    plt.show()
-wikitext = {a: analysis.rows_for(t, a).set_index(f"alpha_{a}").wikitext_ppl for a, t in zip(attributes, ppl_tables)}
-ratio = pd.DataFrame({a: p / base_ppl for a, p in wikitext.items()}).rename_axis("α")
-print(f"base model WikiText-2 perplexity: {base_ppl:.2f}; the table: perplexity / base at each α")
-ratio.T
+    display(show.figure(
+        plots.perplexity_curve(pd.concat([table, base_table], ignore_index=True), attributes, column="ppl"), "4.3",
+        "Median perplexity of the continuations under the base model against α (log scale); dashed: the base model's own.",
+        alt="How unusual the generated text is at each α, compared with what the base model writes.",
+    ))  # fmt: skip
+show.table(ratio.T.rename_axis("attribute").rename(columns=lambda x: f"α = {x:g}"), index=True,
+           caption=f"WikiText-2 perplexity / the base model's ({show.number(base_ppl)}) at each α")  # fmt: skip
 
 # %% [markdown]
 # ## How predictable is the dial?
@@ -193,48 +228,73 @@ ratio.T
 # the base model's at every α in [0, 1]; the reference run must pass for at least 4 of the 5
 # attributes. These bars are `clm.experiments.claims.DEFAULT`, the same `Thresholds` value that
 # chapter 3 reads its scorer bars from and chapter 8 starts from; each check is decided there on
-# the unrounded numbers. For an attribute that falls short, the lines under the verdict give what the
-# earlier chapters measured about its scorer (test accuracy, chapter 3) and its endpoints (how
+# the unrounded numbers. For an attribute that falls short, the list under the table gives what
+# the earlier chapters measured about its scorer (test accuracy, chapter 3) and its endpoints (how
 # far apart their next-token distributions are, chapter 2).
 
 # %%
 from clm.experiments import claims, report
 
-T = claims.DEFAULT  # the bars: ρ ≥ 0.9, range ≥ 0.25, ppl ≤ 1.3× base on [0, 1]; 4 of 5 must pass
+T = claims.DEFAULT  # ρ ≥ 0.9, range ≥ 0.25, ppl ≤ 1.3× base; 4 of 5
 pred = analysis.predictability(table, attributes).set_index("attribute")
-inside = ratio[(ratio.index >= T.interval[0]) & (ratio.index <= T.interval[1])]
-verdict, checks = report.single_attribute_table(table, base_table, pred, inside.max(), T)
+lo, hi = T.interval  # [0, 1]
+inside = ratio[(ratio.index >= lo) & (ratio.index <= hi)]
+top = inside.max()  # attribute -> max perplexity ratio on [0, 1]
+verdict, checks = report.single_attribute_table(
+    table, base_table, pred, top, T
+)  # fmt: skip
 acceptance = claims.acceptance(verdict.passes, T)
+
+# %% tags=["remove-input"]
 # where a shortfall may come from: the scorer (chapter 3) or the endpoints (chapter 2)
 earlier = report.load_records(P.metrics_path, ["02_finetune_endpoints", "03_attribute_scorers"])
-print("\n".join(report.single_attribute_lines(checks, earlier, T)))
-verdict
+why = {"monotone": "not monotone", "strong": "too weak", "fluent": "not fluent"}
+n2 = {c: [show.number(x, 2) for x in verdict[c]] for c in ("base model", "α = 0", "α = 1", "range", "ρ")}
+shown = pd.DataFrame({
+    "base model": n2["base model"],
+    "mean at α = 0 → 1": [f"{a} → {b}" for a, b in zip(n2["α = 0"], n2["α = 1"])],
+    "range\n[95% CI]": [f"{r}\n{ci}" for r, ci in zip(n2["range"], verdict["range 95% CI"])],
+    "ρ\n[95% CI]": [f"{r}\n{ci}" for r, ci in zip(n2["ρ"], verdict["ρ 95% CI"])],
+    "R²": verdict["R²"], "max ppl / base": verdict["max ppl / base on [0, 1]"],
+    "passes": ["yes" if ok else "no: " + ", ".join(why[c] for c in claims.failed(checks, a)) for a, ok in verdict.passes.items()],
+}, index=verdict.index)  # fmt: skip
+display(show.table(shown, index=True, digits=2, caption="The dial's verdict per attribute, on α ∈ [0, 1]"))
+lines = report.single_attribute_lines(checks, earlier, T)
+Markdown(lines[0] + "." + "".join(f"\n- {line.strip()}" for line in lines[1:]))
 
 # %% [markdown]
 # ## The same prompt across α
 #
 # One prompt, continued at several α with the **same sampling seed**, so the only thing that
-# changes between rows is the dial. Next to each continuation: its score for the swept
-# attribute.
+# changes between boxes is the dial: first the values of α inside $[0, 1]$, then those outside.
+# Each box gives the continuation's score for the swept attribute.
 
 # %%
 prompt = prompts[example_prompt]
-print(f"prompt {example_prompt}: {prompt!r}")
 rows = []
 for a in attributes:
     for s in designs.single_attribute(a, example_alphas):
         (g,) = im.generate(
-            [prompt], weights=s.weights, max_new_tokens=P.preset.max_new_tokens, seed=seed, progress=False
-        )
-        rows.append({"attribute": a, "α": s.weights.alpha[a], "continuation": g.text.strip()})
+            [prompt], weights=s.weights, seed=seed,
+            max_new_tokens=P.preset.max_new_tokens, progress=False,
+        )  # fmt: skip
+        alpha = s.weights.alpha[a]
+        rows.append(dict(attribute=a, α=alpha, continuation=g.text))
 examples = pd.DataFrame(rows)
 examples["score"] = [
-    float(scorers[a].score([t], progress=False)[0]) if t else np.nan
+    scorers[a].score([t], progress=False)[0] if t.strip() else np.nan
     for a, t in zip(examples.attribute, examples.continuation)
 ]
-examples.set_index(["attribute", "α"])
 
-# %%
+# %% tags=["remove-input"]
+display(Markdown(f"**Prompt {example_prompt}:** {prompt}"))
+for a, g in examples.groupby("attribute", sort=False):
+    for part in (g[g["α"].between(0, 1)], g[~g["α"].between(0, 1)]):
+        if len(part):
+            heads = [f"{a}, α = {x:g}: score {show.number(v, 2)}" for x, v in zip(part["α"], part.score)]
+            display(show.continuations(list(zip(heads, part.continuation))))
+
+# %% tags=["remove-input"]
 STATS = ("rho", "rho_lo", "rho_hi", "range", "range_lo", "range_hi", "r2", "slope")
 _ = P.record(
     "04_single_attribute",
@@ -243,7 +303,7 @@ _ = P.record(
     n_prompts=len(prompts),
     n_samples=n_samples,
     n_generations=len(table) + len(base_table),
-    scorers=str(clm.book.params.find_scorers(P)),
+    scorers=str(find_scorers(P)),
     response={
         a: {"mean_by_alpha": analysis.mean_by_alpha(table, a), **{k: float(pred.loc[a, k]) for k in STATS}}
         for a in attributes
@@ -262,14 +322,55 @@ _ = P.record(
 )
 
 # %% [markdown]
-# ## What it means
+# ## What we found
 #
-# Read the verdict table with the scorers' accuracy from chapter 3 in mind: a score can only
-# move as far as its scorer can tell the poles apart, so a weak scorer flattens a curve that
-# the text itself follows (the examples above show what the model writes). A curve that keeps
-# its direction beyond $[0, 1]$ is the paper's extrapolation band; where perplexity rises
-# steeply outside $[0, 1]$ the band ends. Chapter 8 compares these numbers with the paper's
-# claims, and chapter 6 reads the off-diagonal scores of the same tables as entanglement.
-#
-# At the `tiny` preset (a random 2-layer model and scorers on a random encoder) every number
-# on this page is noise: that run only checks that the chapter executes.
+# Read the verdict with the scorers' accuracy from chapter 3 in mind: a score can only move as
+# far as its scorer can tell the poles apart, so a weak scorer flattens a curve that the text
+# itself may follow. Chapter 8 compares these numbers with the paper's claims, and chapter 6
+# reads the off-diagonal scores of the same tables as entanglement.
+
+# %% tags=["remove-input"]
+means = {a: report.by_alpha(analysis.mean_by_alpha(table, a)) for a in attributes}
+base_score = {a: float(base_table[f"score_{a}"].mean()) for a in attributes}
+above = [a for a in attributes if base_score[a] > means[a][T.interval[1]]]  # base beyond the high endpoint
+bands = {a: claims.bands(ratio[a].to_dict(), means[a], T)[1] for a in attributes}  # fluent and monotone band
+n_band = sum(bool(claims.extrapolation(bands[a], T, a).holds) for a in attributes)
+n_in = len([x for x in alphas if T.interval[0] <= x <= T.interval[1]])
+surprise = "; ".join(f"the base model is more {ends.poles(a)[1]} ({base_score[a]:.2f}) than the {ends.poles(a)[1]} "
+                     f"endpoint at α = 1 ({means[a][T.interval[1]]:.2f})" for a in above)  # fmt: skip
+show.findings(
+    "**{n_pass} of {n} attributes pass** (the acceptance needs {need}: {met}). The ranges from α = 0 to α = 1 run "
+    "from {r_min:.2f} ({weakest}) to {r_max:.2f} ({strongest}). Spearman ρ is computed on only {n_in} means per "
+    "attribute, so it is 1 for any curve whose means are in order ({n_rho1} of {n} here): it says the order is "
+    "right, not that the curve is straight, which is what R² ({r2_min:.2f} to {r2_max:.2f}) measures. "
+    + (f"A surprise: {surprise}. " if above else "The base model's score lies below each high endpoint's. ")
+    + "Beyond [0, 1], the band in which perplexity stays within {ratio:g}× the base's and the score keeps moving "
+    "the same way contains the paper's band [{b_lo:g}, {b_hi:g}] for **{n_band} of {n} attributes**.",
+    n_pass=acceptance.value, n=len(attributes), need=T.min_passing, met="met" if acceptance.holds else "not met",
+    r_min=pred["range"].min(), weakest=pred["range"].idxmin(), r_max=pred["range"].max(),
+    strongest=pred["range"].idxmax(), n_in=n_in, n_rho1=int((pred.rho >= 1 - 1e-12).sum()), r2_min=pred.r2.min(),
+    r2_max=pred.r2.max(), ratio=T.max_ppl_ratio, b_lo=T.band[0], b_hi=T.band[1], n_band=n_band,
+)  # fmt: skip
+
+# %% tags=["remove-input"]
+m3 = earlier.get("03_attribute_scorers", {})
+n3, w3, s4 = m3.get("wikitext2_tokens"), m3.get("ppl_window"), 512 if ppl_window is None else min(512, ppl_window // 2)
+diff = [f"a different slice of the text (chapter 3 scores the first {n3:,} tokens)"] if n3 and n3 != ppl_tokens else []
+diff += [f"more context (a {w3:,}-token window)"] if w3 and ppl_window and w3 != ppl_window else []
+show.findings(
+    ("Why the base model can be more formal than the formal endpoint: SmolLM2-135M-Instruct is tuned to answer "
+     "like an assistant, in a neutral and rather formal register, while both formality endpoints are trained on "
+     "GYAFC, short sentences about family and relationships (informal ones and their formal rewrites). Even the "
+     "formal endpoint likely pulls the continuations towards that chatty, personal content, which the scorer "
+     "reads as less formal. The dial still moves formality by its range between its endpoints, but α = 1 does "
+     "not mean 'more formal than the model was'. " if "formality" in above and not P.preset.smoke else "")
+    + ("The base model's WikiText-2 perplexity is {p4:.2f} here, on the first {n4} tokens with a {w4}-token window "
+       "(stride {s4}), and {p3:.2f} in chapter 3, which measures it with " + (" and ".join(diff) or "the same text")
+       + ". Both are right for what they measure. Every ratio in this chapter divides by this chapter's own base "
+       "measurement, on the same tokens with the same window, so the {ratio:g}× bar compares like with like."
+       if m3.get("wikitext2_ppl") else "")
+    + (" *At the `tiny` preset (a random pico model and scorers on a random encoder) every number on this page "
+       "is noise: that run only checks that the chapter executes.*" if P.preset.smoke else ""),
+    p4=base_ppl, p3=m3.get("wikitext2_ppl", 0.0), n4=f"{ppl_tokens:,}" if ppl_tokens else "all",
+    w4=f"{ppl_window:,}" if ppl_window else "full-context", s4=s4, ratio=T.max_ppl_ratio,
+)  # fmt: skip

@@ -16,9 +16,12 @@
 # # Several attributes at once: λ mixtures and the simplex
 #
 # With several attributes the interpolated model mixes all of them (see the
-# {doc}`introduction <../book/intro>`):
-# $\theta(\alpha, \lambda) = \theta_0 + \sum_i \lambda_i [\alpha_i \Delta W_{i,\text{high}}
-# + (1 - \alpha_i) \Delta W_{i,\text{low}}]$ with $\lambda$ on the simplex.
+# {doc}`introduction <../book/intro>`), with $\lambda$ on the simplex:
+#
+# $$
+# \theta(\alpha, \lambda) = \theta_0 + \sum_i \lambda_i \big[\alpha_i \Delta W_{i,\text{high}} + (1 - \alpha_i) \Delta W_{i,\text{low}}\big]
+# $$
+#
 # {cite:t}`kangaslahti2025continuous` ask two questions of it, and so does this chapter.
 #
 # 1. **Does one dial still work when the others are turned?** The paper's design: a *target*
@@ -39,11 +42,11 @@
 # and sample. `tiny` takes seconds; `cpu` (2 targets, the target's α at 0, ½ and 1 only, the
 # simplex in steps of 0.25, 100 prompts × 2 samples: 6,600 generations) an estimated 40 minutes
 # on 2 CPU cores; `gpu` (all five targets, the paper's α and simplex grids, 1,000 prompts × 3
-# samples) an estimated one to two hours on one GPU of the H100 class. The setup cell prints what
+# samples) an estimated one to two hours on one GPU of the H100 class. The line below says what
 # this run will generate; sweeps are resumable.
 # ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # Settings: a value here wins over $CLM_PRESET / $CLM_RUN_DIR, which win over the defaults.
 preset = None  # scale: tiny, cpu or gpu (None: $CLM_PRESET, else cpu)
 model = None  # base model (None: the preset's)
@@ -59,12 +62,13 @@ prompts_file = None  # a .jsonl/.txt of prompts (None: <data_dir>/prompts/writin
 n_prompts = None  # prompts per setting (None: the preset's)
 n_samples = None  # continuations per prompt (None: the preset's)
 
-# %%
-import matplotlib.pyplot as plt
+# %% tags=["remove-input"]
 import pandas as pd
+from IPython.display import display
 from transformers.utils import logging as hf_logging
 
 import clm
+import clm.book.display as show
 import clm.book.params
 import clm.plots as plots
 from clm.book.chapters import chapter
@@ -79,15 +83,11 @@ simplex_attributes, simplex_step, prompts_file = P.simplex_attributes, P.simplex
 n_prompts, n_samples = P.n_prompts, P.n_samples
 prompts = read_texts(prompts_file, limit=n_prompts)  # one-line DataError if missing or bad
 hf_logging.disable_progress_bar()
-pd.set_option("display.precision", 3)
-print(P.describe())
-print(f"targets {targets}, λ {lams}; simplex over {simplex_attributes}; {len(prompts)} prompts x {n_samples} samples")
-print(
-    f"{P.n_settings * len(prompts) * n_samples:,} generations of {P.preset.max_new_tokens} tokens "
-    "(and the base model's, if missing)"
-)
+plan = f"Targets {', '.join(targets)} at λ {', '.join(f'{x:g}' for x in lams)}; simplex over {', '.join(simplex_attributes)}"
+n_gen = show.number(P.n_settings * len(prompts) * n_samples)
+show.setup_line(P, f"{plan}; {len(prompts)} prompts × {n_samples} samples: at most {n_gen} generations.")
 
-# %%
+# %% tags=["remove-input"]
 base, tok = clm.load_base(P.model)
 im = clm.InterpolatedModel(base, tok, ends)
 scorers = load_scorers(path=clm.book.params.find_scorers(P))
@@ -96,7 +96,6 @@ gen = dict(P.sweep_kwargs(n_prompts, n_samples, fluency=False), scorers=scorers)
 base_table = sweep.run_sweep(
     im, designs.custom(["base"], design="base"), prompts_file, out=table_path(P, "base.parquet", ends), **gen
 )
-print(f"endpoints: {ends}")
 
 # %% [markdown]
 # ## The λ design
@@ -107,14 +106,16 @@ print(f"endpoints: {ends}")
 
 # %%
 design = {t: designs.multi_attribute(t, available, lams=lams, alphas=target_alphas) for t in targets}
-print(design[targets[0]][0])
 multi = {
     t: sweep.run_sweep(im, design[t], prompts_file, out=table_path(P, f"multi_{t}.parquet", ends), **gen)
     for t in targets
 }
 table = pd.concat(multi.values(), ignore_index=True)
 table["λ"] = [table.at[i, f"lam_{t}"] for i, t in zip(table.index, table.target)]  # the target's λ
-print(f"{len(table):,} generations at {table.setting.nunique()} settings")
+show.findings(
+    "One setting of the design: `{example}`. In all, {n} generations at {k} settings.",
+    example=str(design[targets[0]][0]), n=len(table), k=table.setting.nunique(),
+)  # fmt: skip
 
 # %% [markdown]
 # ### Response curves by λ
@@ -124,16 +125,29 @@ print(f"{len(table):,} generations at {table.setting.nunique()} settings")
 
 # %%
 fig = plots.response_curves(pd.concat([table, base_table], ignore_index=True), targets, by="λ")
-plt.show()
+show.figure(
+    fig, "5.1", "The target's mean score against its α, one curve per λ (darker: larger λ), with bootstrap 95% "
+    "intervals; dashed: the base model.",
+    alt=f"Response curves of {', '.join(targets)} for λ = {', '.join(f'{x:g}' for x in lams)}: the larger λ, the "
+    "steeper the curve.",
+)  # fmt: skip
 
 # %% [markdown]
 # How predictable the target stays as its weight shrinks: Spearman ρ and the range between
-# α = 0 and α = 1 of the target's mean score, per λ.
+# α = 0 and α = 1 of the target's mean score, per λ. ρ is computed over the few α values of the
+# design (three at `cpu`): with so few points it is 1 whenever the means are in order, so it
+# says *monotone*, not *smooth*.
 
 # %%
 pred = analysis.predictability(table, targets, by="λ")
-pred_table = pred.pivot(index="attribute", columns="λ", values=["rho", "range"])
-pred_table[[(stat, lam) for stat in ("rho", "range") for lam in sorted(lams, reverse=True)]]
+order = sorted(lams, reverse=True)
+curves = {t: pred[pred.attribute == t].set_index("λ") for t in targets}
+for stat, what in (
+    ("range", "Range of the target's mean score, α = 0 → 1"),
+    ("rho", f"Spearman ρ over {len(target_alphas)} α values"),
+):
+    frame = pd.DataFrame({"target": t, **{f"λ = {x:g}": curves[t].loc[x, stat] for x in order}} for t in targets)
+    display(show.table(frame, caption=f"{what}, per λ"))
 
 # %% [markdown]
 # ### Spider plots
@@ -151,11 +165,12 @@ alpha_t = [
 labelled["curve"] = [
     "base model" if d == "base" else f"λ={lam:g}, α={a:g}" for d, lam, a in zip(labelled.design, labelled["λ"], alpha_t)
 ]
-for t in targets:
+for k, t in enumerate(targets):
     sub = labelled[(labelled.target == t) | (labelled.design == "base")]
     groups = ["base model"] + [f"λ={lam:g}, α={a:g}" for lam in lams for a in (0, 1)]
     fig = plots.spider(sub, by="curve", groups=groups, title=f"target: {t}")
-    plt.show()
+    caption = f"Every attribute's mean score with {t} as the target: one panel per λ (α = 0 and α = 1), the base model dashed in each."
+    display(show.figure(fig, f"5.{2 + k}", caption, alt=f"Spider plot of the five mean scores, target {t}."))
 
 # %% [markdown]
 # ## The simplex
@@ -173,19 +188,21 @@ if len(simplex_attributes) == 3:
         out=table_path(P, "simplex.parquet", ends),
         **gen,
     )
-    print(f"{len(simplex):,} generations at {simplex.setting.nunique()} points of the simplex")
     fig = plots.ternary(simplex, simplex_attributes)
-    plt.show()
+    caption = f"Mean score of each attribute over the λ simplex of {', '.join(simplex_attributes)} (all at α = 1), on one colour scale spanning the data."
+    alt = (
+        f"{len(simplex_attributes)} ternary heatmaps; {simplex.setting.nunique()} λ points, {len(simplex)} generations."
+    )
+    display(show.figure(fig, f"5.{2 + len(targets)}", caption, alt))
     corner_table = analysis.simplex_corners(simplex, simplex_attributes)
     own = {a: float(corner_table.loc[a, f"score_{a}"]) for a in simplex_attributes}
     best = {a: corner_table[f"score_{a}"].idxmax() for a in simplex_attributes}
-    print("Each attribute's score is highest at the corner of:", best)
-    display(corner_table)  # noqa: F821 (IPython)
+    display(show.table(corner_table, caption="Mean score (columns) at each attribute's corner (rows)", index=True))
 else:
     simplex, own, best = None, {}, {}
-    print(f"the simplex needs 3 attributes; these endpoints have {available}: skipped")
+    display(show.findings("The simplex needs 3 attributes; these endpoints have {n}: skipped.", n=len(available)))
 
-# %%
+# %% tags=["remove-input"]
 by_lam = {t: pred[pred.attribute == t].set_index("λ") for t in targets}
 _ = P.record(
     "05_multi_attribute",
@@ -210,15 +227,40 @@ _ = P.record(
     simplex_means=[] if simplex is None else analysis.simplex_means(simplex, simplex_attributes),
 )
 
+# %% tags=["remove-input"]
+# the numbers of the findings below
+hi, lo = max(lams), min(lams)
+others = [c[len("score_") :] for c in table.columns if c.startswith("score_")]
+spill = {  # the largest move of another attribute's mean score, α = 0 → 1, at the target's largest λ
+    t: max((abs(m["1"] - m["0"]), j) for j in others if j != t
+           for m in [analysis.mean_by_alpha(table[(table.target == t) & (table["λ"] == hi)], t, score=j)])
+    for t in targets
+}  # fmt: skip
+shrinks = all(by_lam[t]["range"].sort_index().is_monotonic_increasing for t in targets)
+lam_text = " ".join(
+    f"With {t} as the target, its range is {show.number(by_lam[t].loc[hi, 'range'])} at λ = {hi:g} and "
+    f"{show.number(by_lam[t].loc[lo, 'range'])} at λ = {lo:g}; the largest move of another attribute's score at "
+    f"λ = {hi:g} is {spill[t][1]}'s, {show.number(spill[t][0], 2)}."
+    for t in targets
+)
+simplex_text = (
+    f"On the simplex of {', '.join(simplex_attributes)}, {sum(best[a] == a for a in best)} of {len(best)} attributes "
+    "score highest at their own corner (" + ", ".join(f"{a} {show.number(v, 2)}" for a, v in own.items()) + ")."
+    if simplex is not None
+    else "The simplex was not run (it needs 3 attributes)."
+)
+
 # %% [markdown]
-# ## What it means
-#
-# Read the ρ and range table column by column: the paper finds that a smaller λ shrinks the
-# range of the target's response but keeps it monotone, so a user can trade strength of one
-# attribute against the others. The spider plots show whether the other attributes, held at
-# their high poles by the mixture, stay where the mixture puts them while the target moves,
-# which chapter 6 measures as entanglement. On the simplex, an attribute that is brightest at
-# its own corner and fades smoothly towards the opposite edge can be mixed with the others at
-# will; one that is flat across the triangle does not respond to λ at this scale.
-#
-# At the `tiny` preset every number is noise: that run only checks that the chapter executes.
+# ## What we found
+
+# %% tags=["remove-input"]
+show.findings(
+    "{lam_text} {verdict} The lowest ρ of any target and λ is {rho_min:.2f}, but ρ is taken over {n_alpha} α values "
+    "only, so it checks the order of the means, not the shape of the curve. {simplex_text}{tiny}",
+    lam_text=lam_text,
+    verdict="Every target's range grows with its λ: λ works as a strength knob, and a target with less weight "
+    "moves less." if shrinks else "The range does not grow with λ for every target.",
+    rho_min=float(pred.rho.min()), n_alpha=len(target_alphas), simplex_text=simplex_text,
+    tiny=" At the `tiny` preset every number is noise: that run only checks that the chapter executes."
+    if P.preset.smoke else "",
+)  # fmt: skip

@@ -30,7 +30,7 @@
 # Run time: this chapter reads chapter 4's sweep tables from the run dir, so it takes seconds;
 # if a table is missing it runs that sweep (the cost of chapter 4 for that attribute).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # Settings: a value here wins over $CLM_PRESET / $CLM_RUN_DIR, which win over the defaults.
 preset = None  # scale: tiny, cpu or gpu (None: $CLM_PRESET, else cpu)
 model = None  # base model (None: the preset's)
@@ -43,13 +43,14 @@ n_prompts = None  # prompts per setting for a missing sweep (None: the preset's)
 n_samples = None  # continuations per prompt for a missing sweep (None: the preset's)
 top_pairs = 5  # how many of the strongest off-diagonal entries to list
 
-# %%
-import matplotlib.pyplot as plt
+# %% tags=["remove-input"]
 import numpy as np
 import pandas as pd
+from IPython.display import display
 from transformers.utils import logging as hf_logging
 
 import clm
+import clm.book.display as show
 import clm.book.params
 import clm.plots as plots
 from clm.book.chapters import chapter
@@ -63,8 +64,7 @@ ends, attributes, prompts_file, top_pairs = P.ends, P.attributes, P.prompts_file
 n_prompts, n_samples = P.n_prompts, P.n_samples
 tables = P.run_dir / "tables"
 hf_logging.disable_progress_bar()
-pd.set_option("display.precision", 3)
-print(P.describe())
+show.setup_line(P)
 
 # %% [markdown]
 # ## The sweeps
@@ -96,13 +96,14 @@ source = {a: "swept here" if a in missing else "chapter 4" for a in attributes}
 # %%
 table = pd.concat(single.values(), ignore_index=True)
 scored = [c[len("score_") :] for c in table.columns if c.startswith("score_")]
-pd.DataFrame(
+sources = pd.DataFrame(
     {
         "table": source,
         "generations": {a: len(t) for a, t in single.items()},
         "α values": {a: t.setting.nunique() for a, t in single.items()},
     }
 )
+show.table(sources.rename_axis("α of"), caption="The single-attribute sweeps this chapter reads", index=True)
 
 # %% [markdown]
 # ## The entanglement matrix
@@ -116,8 +117,9 @@ pd.DataFrame(
 E = analysis.entanglement(table, attributes, scored)
 raw = analysis.entanglement(table, attributes, scored, normalize=False)
 fig = plots.entanglement_heatmap(E, title="entanglement (normalised by the diagonal)")
-plt.show()
-raw
+caption = "Entanglement E: rows, the attribute whose α moves; columns, the attribute scored; each row divided by its diagonal."
+display(show.figure(fig, "6.1", caption, alt=f"Heatmap of the {E.shape[0]}×{E.shape[1]} entanglement matrix."))
+show.table(raw.rename_axis("α of"), caption="Raw slopes: score change per unit of α, before normalising", index=True)
 
 # %% [markdown]
 # The strongest off-diagonal entries, computed from the matrix above (largest |E| first):
@@ -127,18 +129,17 @@ from clm.experiments import claims
 
 pairs = analysis.strongest_pairs(E, raw, top_pairs)
 off = E.where(~np.equal.outer(E.index.to_numpy(), E.columns.to_numpy())).abs()
-print(
-    f"mean |off-diagonal E| = {np.nanmean(off.to_numpy()):.2f}; diagonal slopes: "
-    + ", ".join(f"{a} {raw.loc[a, a]:+.3f}" for a in attributes)
-)
 own = claims.own_effect(analysis.predictability(table, attributes).set_index("attribute"))
 unreliable = [a for a, clear in zip(own.attribute, own.holds) if not clear]
-print(f"rows whose own slope's 95% CI contains 0 (their normalised entries are unreliable): {unreliable or 'none'}")
-for _, r in pairs.iterrows():
-    print(
-        f"  α_{r['alpha of']} moves {r['score of']} by {r.E:+.2f} of its own effect (raw slope {r.raw_slope:+.3f} per unit α)"
+display(
+    show.findings(
+        "Mean |off-diagonal E| = {mean_off:.2f}. Diagonal slopes: {diag}. Rows whose own slope's 95% CI contains 0 "
+        "(their normalised entries are unreliable): {unreliable}.",
+        mean_off=float(np.nanmean(off.to_numpy())), unreliable=", ".join(unreliable) or "none",
+        diag=", ".join(f"{a} {show.number(raw.loc[a, a], 2)}" for a in attributes),
     )
-pairs
+)  # fmt: skip
+show.table(pairs, caption="The strongest off-diagonal entries: E is the effect relative to the row's own")
 
 # %% [markdown]
 # The strongest pair as a response curve: the score of the second attribute against the first
@@ -148,7 +149,8 @@ pairs
 if len(pairs):
     i, j = pairs.loc[0, "alpha of"], pairs.loc[0, "score of"]
     fig = plots.response_curves(table, [i], score=j, title=f"score of {j} while α_{i} moves")
-    plt.show()
+    alt = f"The mean {j} score against α of {i}, with bootstrap intervals."
+    display(show.figure(fig, "6.2", f"The strongest pair: the score of {j} while only α_{i} moves.", alt))
 
 # %% [markdown]
 # ## Weight-space geometry
@@ -164,9 +166,10 @@ from clm.experiments import geometry
 
 G = geometry.endpoint_gram(ends, attributes)
 cos, dist = geometry.cosine_matrix(G), geometry.distance_matrix(G)
-plots.cosine_heatmap(cos, title="cosine of the endpoints' ΔW")
-plots.distance_heatmap(dist, title="Frobenius distance between the endpoints' ΔW")
-plt.show()
+fig = plots.cosine_heatmap(cos, title="cosine of the endpoints' ΔW")
+display(show.figure(fig, "6.3", "Cosine between the endpoints' ΔW.", alt=f"Heatmap of {len(G)}×{len(G)} cosines."))
+fig = plots.distance_heatmap(dist, title="Frobenius distance between the endpoints' ΔW")
+display(show.figure(fig, "6.4", "Frobenius distance between the endpoints' ΔW.", alt="Heatmap of the distances."))
 
 # %% [markdown]
 # **The dial's direction.** What moves when $\alpha_i$ moves is the difference
@@ -177,22 +180,21 @@ plt.show()
 
 # %%
 dir_cos = geometry.cosine_matrix(geometry.direction_gram(G, attributes))
-plots.cosine_heatmap(dir_cos, title="cosine of the dials' directions d_i")
-plt.show()
+fig = plots.cosine_heatmap(dir_cos, title="cosine of the dials' directions d_i")
+display(show.figure(fig, "6.5", "Cosine between the dials' directions d_i.", alt="Heatmap of the direction cosines."))
 geometry_vs_behaviour = geometry.directions_vs_entanglement(dir_cos, E, attributes)
-rho = None
-if len(geometry_vs_behaviour) < 3:
-    print(f"{len(geometry_vs_behaviour)} pair(s) of attributes: too few to correlate geometry with entanglement")
-else:
+n_pairs, rho = len(geometry_vs_behaviour), None
+if n_pairs >= 3:
     rho = analysis.spearman(
         geometry_vs_behaviour["cos(d_a, d_b)"].abs(),
         geometry_vs_behaviour[["|E_ab|", "|E_ba|"]].mean(axis=1),
     )
-    print(
-        f"Spearman ρ between |cos(d_a, d_b)| and the mean |E| of the pair, over {len(geometry_vs_behaviour)} pairs: "
-        f"{rho:.2f}"
-    )
-geometry_vs_behaviour
+display(
+    show.findings("Spearman ρ between |cos(d_a, d_b)| and the mean |E| of the pair, over {n} pairs: {rho:.2f}.", n=n_pairs, rho=rho)
+    if rho is not None
+    else show.findings("{n} pair(s) of attributes: too few to correlate geometry with entanglement.", n=n_pairs)
+)  # fmt: skip
+show.table(geometry_vs_behaviour, caption="Direction cosine and entanglement of each pair", index=True)
 
 # %% [markdown]
 # ## A map of the interpolated models
@@ -210,10 +212,11 @@ mixtures = designs.custom(
     design="mixture",
 )
 emb = geometry.mds_embedding(G, paths + mixtures)
-plots.mds_scatter(emb)
-plt.show()
+fig = plots.mds_scatter(emb)
+caption = "Classical MDS of the interpolated models' weights: each attribute's α path (hollow: α outside [0, 1]; the far ends labelled), equal mixtures (grey), the base (star)."
+show.figure(fig, "6.6", caption, alt=f"A 2-D map of {len(paths) + len(mixtures)} interpolated models and the base.")
 
-# %%
+# %% tags=["remove-input"]
 _ = P.record(
     "06_entanglement_and_geometry",
     entanglement={
@@ -239,16 +242,42 @@ _ = P.record(
     },
 )
 
+# %% tags=["remove-input"]
+# the numbers of the findings below
+thr, n_off = claims.DEFAULT.entangled_at, int(off.notna().sum().sum())
+n_entangled = int((off >= thr).sum().sum())
+max_dir = float(geometry_vs_behaviour["cos(d_a, d_b)"].abs().max()) if n_pairs else float("nan")
+i, j = (pairs.loc[0, "alpha of"], pairs.loc[0, "score of"]) if len(pairs) else (None, None)
+reverse = float(E.loc[j, i]) if j in E.index and i in E.columns else float("nan")
+cause = (
+    "The likely cause is the data, not the dial: FlickrStyle's non-humorous pole (α = 0) is its *romantic* "
+    "captions (“loving owner”, “the happiness of childhood”), so sliding α_humor from the romantic to the humorous "
+    "pole also takes away their warmth, and the sentiment scorer, trained on SST-2 movie reviews, reads humorous "
+    "captions as more negative. To check: score the two poles' training captions with the sentiment scorer (a gap "
+    "there says the data carries it), read the continuations at α_humor = 1 that it scores most negative, and "
+    "retrain the non-humorous pole on FlickrStyle's factual captions, which should shrink the entry."
+    if (i, j) == ("humor", "sentiment")
+    else "Its cause is not examined here."
+)
+
 # %% [markdown]
-# ## What it says about interference
-#
-# The printed list above names the pairs that interfere most, measured, not assumed. Where the
-# raw diagonal slope of a row is small, its normalised entries are inflated and should be read
-# with the raw table; an attribute whose own dial barely moves its score (chapter 4) cannot be
-# said to be entangled or not. The geometry asks whether interference follows from the
-# adapters pointing the same way: endpoints trained on related text (politeness and formality,
-# say) can share directions, and the correlation printed above says whether, on these
-# endpoints, similar directions go with larger entanglement. Chapter 8 sets these findings
-# beside the paper's.
-#
-# At the `tiny` preset every number is noise: that run only checks that the chapter executes.
+# ## What we found
+
+# %% tags=["remove-input"]
+show.findings(
+    "Moving one attribute's α moves the others' scores by {mean_off:.2f} of its own effect on average (the mean "
+    "|off-diagonal E|), and {n_ent} of {n_off} off-diagonal entries reach |E| ≥ {thr}. The strongest: α_{i} moves "
+    "{j} by {e:+.2f} of its own effect (a raw slope of {raw_ij:+.3f} per unit α, against {i}'s own {raw_ii:+.3f}); "
+    "the reverse, α_{j} on {i}, is {rev}. {cause}\n\nIn weight space the dials are nearly orthogonal: the "
+    "largest |cos(d_a, d_b)| of the {n_pairs} pairs is {max_dir:.3f}, and the rank correlation between |cos| and "
+    "the pair's mean |E| is {rho} (over only {n_pairs} pairs, a weak test). Cosines near 0 are what any two "
+    "unrelated directions among millions of weights have, so they promise nothing about the text: the directions "
+    "are orthogonal, yet their effects on the scores are entangled. Weight-space orthogonality does not imply "
+    "output independence, because the scorers read the text, and different weight changes can move it the same "
+    "way.{tiny}",
+    mean_off=float(np.nanmean(off.to_numpy())), n_ent=n_entangled, n_off=n_off, thr=thr, i=i, j=j,
+    e=float(pairs.loc[0, "E"]), raw_ij=float(raw.loc[i, j]), raw_ii=float(raw.loc[i, i]), rev=show.number(reverse, 2),
+    cause=cause, n_pairs=n_pairs, max_dir=max_dir, rho=show.number(rho, 2),
+    tiny=" At the `tiny` preset every number is noise: that run only checks that the chapter executes."
+    if P.preset.smoke else "",
+)  # fmt: skip

@@ -54,23 +54,23 @@
 # setting with all 10 endpoints live (the worst case), greedy decoding of a fixed number of new
 # tokens, all methods interleaved in one process, medians over repeats. The alternatives:
 #
-# | method | how it dials | per-row settings |
-# |---|---|---|
-# | base | none: the limit | - |
-# | clm fused | coefficient table | yes, one batch |
-# | clm merged | merge ΔW, restore after the job (timed) | no |
-# | clm merged (merge held) | the same jobs' generation alone, inside the merge | no |
-# | PEFT, 10 adapters active | `scaling[k] = c_k s_k` in every LoRA layer | no: row by row |
-# | PEFT cat | `add_weighted_adapter(combination_type="cat")`, rebuilt per setting | no: row by row |
-# | paper's code | PEFT adapters with coefficients folded in, a full forward pass per new token (no KV cache) | no |
-# | DExperts-style mixing {cite:p}`liu2021dexperts` | one pass per model per token (base + 10 endpoints), logits mixed | yes |
+# - **base**: no dial; the limit.
+# - **clm fused**: a coefficient table; per-row settings in one batch.
+# - **clm merged**: merge ΔW, restore after the job (timed); one setting per job.
+# - **clm merged (merge held)**: the same jobs' generation alone, inside the merge; one setting.
+# - **PEFT, 10 adapters active**: `scaling[k] = c_k s_k` in every LoRA layer; distinct settings run row by row.
+# - **PEFT cat**: `add_weighted_adapter(combination_type="cat")`, rebuilt per setting; row by row.
+# - **paper's code**: PEFT adapters with the coefficients folded in, a full forward pass per new token (no KV
+#   cache); one setting.
+# - **DExperts-style mixing** {cite:p}`liu2021dexperts`: one pass per model per token (base + 10 endpoints),
+#   logits mixed; per-row settings.
 #
 # Run time: `tiny` runs a seconds-long benchmark on the pico model (its numbers mean nothing);
 # `cpu` shows the saved run on the embedded default (a few minutes on 2 CPU cores to rerun with
 # `rerun_benchmark = True`); `gpu` reruns it on the GPU and adds a 1.1B-parameter model
 # built from a config.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # Settings: a value here wins over $CLM_PRESET / $CLM_RUN_DIR, which win over the defaults.
 preset = None  # scale: tiny, cpu or gpu (None: $CLM_PRESET, else cpu)
 model = None  # base model (None: the preset's)
@@ -82,16 +82,15 @@ new_tokens = None  # tokens generated per job (None: 4 at tiny, 16 otherwise)
 repeats = None  # rounds of every method (None: 1 at tiny, 2 otherwise)
 large_model = True  # on a GPU, also time a 1.1B Llama built from a config (random weights)
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a kernel without widgets
-import matplotlib.pyplot as plt
-import pandas as pd
 import torch
 import transformers
 from IPython.display import Markdown, display
 
+import clm.book.display as show
 from clm.bench import run as bench
 from clm.book.chapters import chapter
 from clm.paths import ASSETS
@@ -100,12 +99,10 @@ P = chapter("07_cost_of_interpolation", globals())  # every parameter above, che
 tiny, gpu = P.preset.smoke, torch.cuda.is_available()  # tiny: a seconds-long benchmark on the pico model
 rerun_benchmark, new_tokens, repeats, large_model = P.rerun_benchmark, P.new_tokens, P.repeats, P.large_model
 SAVED = ASSETS / "bench" / "cpu-smollm2-135m.json"
-plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100})
-pd.set_option("display.precision", 3)
 transformers.utils.logging.set_verbosity_error()  # no loading bars or deprecation notes in the outputs
 transformers.utils.logging.disable_progress_bar()
 warnings.filterwarnings("ignore", category=FutureWarning)
-print(P.describe())
+show.setup_line(P)
 
 # %% [markdown]
 # ## Running or loading the benchmark
@@ -131,7 +128,7 @@ elif rerun_benchmark:
 else:
     res = report.load_saved()  # clm/assets/bench/cpu-smollm2-135m.json
 runs = {report.label(res["machine"]): res}
-print(report.describe(res))
+Markdown("\n".join(f"- {line}" for line in report.describe(res).splitlines()))
 
 # %% [markdown]
 # Where a GPU is available, the same benchmark also runs on a larger model: a 1.1B-parameter
@@ -147,29 +144,40 @@ if gpu and large_model and not tiny:
     )  # fmt: skip
     runs[f"{report.label(big['machine'])}, 1.1B"] = big
 else:
-    print("no GPU here (or at tiny): the larger-model run is skipped" if not gpu or tiny else "large_model = False")
+    display(
+        Markdown(
+            "No GPU here (or at tiny): the larger-model run is skipped."
+            if not gpu or tiny
+            else "`large_model = False`: skipped."
+        )
+    )
 
 # %% [markdown]
 # ## Tokens per second
 #
 # One row per method, batch size and scenario: **shared** (every row at one setting) or
-# **distinct** (every row its own setting). `ratio_to_base` is the speed relative to the base
-# model in the same scenario and round, `ratio_to_bound` relative to the bound above, and
-# `same_tokens_as_fused` checks that the methods that compute the same interpolation produce
+# **distinct** (every row its own setting). *ratio to base* is the speed relative to the base
+# model in the same scenario and round, *ratio to bound* relative to the bound above, and
+# *same tokens as fused* checks that the methods that compute the same interpolation produce
 # the same greedy tokens (DExperts mixes outputs, not weights, and its endpoint models here are
 # stand-ins, so it is not compared).
 
 # %%
-print(report.bound_text(res))
-report.speed_table(res)
+display(Markdown("\n".join(f"- {line}" for line in report.bound_text(res).splitlines())))
+show.table(report.speed_table(res), caption="Tokens per second, per method and scenario", index=True)
 
 # %%
-report.ratio_table(res)
+ratios = report.ratio_table(res)
+names = {"ratio_to_base": "Speed relative to the base model", "ratio_to_bound": "Speed relative to the bound"}
+for stat in ratios.columns.levels[0]:
+    what = names.get(stat, "Share of greedy tokens equal to the fused path's")
+    display(show.table(ratios[stat], caption=what, index=True))
 
 # %%
-for label, r in runs.items():
-    figures.speed_figure(r, label)
-    plt.show()
+for k, (label, r) in enumerate(runs.items()):
+    fig = figures.speed_figure(r, label)
+    caption = f"Tokens per second of every method and scenario ({label}); dashed: the fused path's bound."
+    display(show.figure(fig, f"7.{1 + k}", caption, alt=f"Bar chart of decoding speed per method, {label}."))
 
 # %% [markdown]
 # The dashed lines mark the bound of the fused path. On a CPU shared with other work, single
@@ -182,10 +190,10 @@ for label, r in runs.items():
 # them afterwards, timed per job. A job that reuses one merge (many batches at one setting inside
 # one `with im.merged(w):`) pays it once: the row *clm merged (merge held)* times the same jobs'
 # generation alone, inside the merge. The planner merges a job only when it is long enough to
-# repay the merge; the cell below prints from how many new tokens on it does.
+# repay the merge; the cell below says from how many new tokens on it does.
 
 # %%
-print(report.merge_text(res))
+Markdown("\n".join(f"- {line}" for line in report.merge_text(res).splitlines()))
 
 # %% [markdown]
 # ## Changing a setting
@@ -197,11 +205,12 @@ print(report.merge_text(res))
 # adapter of rank 320, and a merge computes ΔW and later copies W0 back.
 
 # %%
-for label, r in runs.items():
-    figures.latency_figure(r, label)
-    plt.show()
+for k, (label, r) in enumerate(runs.items()):
+    fig = figures.latency_figure(r, label)
+    caption = f"Time to change a setting, per method ({label}; log scale)."
+    display(show.figure(fig, f"7.{1 + len(runs) + k}", caption, alt=f"Bar chart of setting-change latency, {label}."))
 lat = report.latency_table(res)
-(lat.assign(ms=lat.seconds * 1e3).drop(columns="seconds")).round(4)
+show.table(lat.assign(ms=lat.seconds * 1e3).drop(columns="seconds"), caption="Time to change a setting, in ms")
 
 # %% [markdown]
 # ## Peak memory
@@ -212,12 +221,16 @@ lat = report.latency_table(res)
 # merged, to restore them bit-exactly.
 
 # %%
-for label, r in runs.items():
-    if figures.memory_figure(r, label) is None:
-        print(f"{label}: peak memory not measured in this run")
+for k, (label, r) in enumerate(runs.items()):
+    fig = figures.memory_figure(r, label)
+    if fig is None:
+        display(Markdown(f"{label}: peak memory not measured in this run."))
         continue
-    plt.show()
-    print(report.memory_table(r).round(0).to_string())
+    caption = f"Peak memory per method ({label}), each method alone in a fresh process."
+    display(
+        show.figure(fig, f"7.{1 + 2 * len(runs) + k}", caption, alt=f"Bar chart of peak memory per method, {label}.")
+    )
+    display(show.table(report.memory_table(r).rename_axis("method"), caption="Peak memory, MiB", index=True))
 
 # %% [markdown]
 # ## The targets
@@ -228,27 +241,36 @@ for label, r in runs.items():
 # fused path is at least twice as fast as PEFT with the adapters active.
 
 # %%
-print(report.planner_text(res))
-report.targets_table(res)
-
-# %% [markdown]
-# **What it means.** The summary below is written by `clm.bench.report.summary` from the numbers
-# of the run above (`res`), so it always describes the measurement shown. Read every number
-# together with the machine it names and the spread of its repeats (the `times` of each row in
-# the saved JSON): on a small virtual machine, repeats of one job can differ by tens of percent.
-
-# %%
-display(Markdown(report.summary(res)))
+display(Markdown(report.planner_text(res)))
+goals = report.targets_table(res)
+goals["met"] = goals["met"].map({True: "yes", False: "no"}).fillna("–")
+show.table(goals, caption="The project's targets: measured, goal, met")
 
 # %% [markdown]
 # The bound does not depend on whether a machine is bandwidth- or compute-bound: the fused
 # path's extra FLOPs per token, like its extra bytes, are R·(d_in + d_out) per module relative to
 # d_in·d_out.
 
-# %%
+# %% tags=["remove-input"]
 _ = P.record(
     "07_cost_of_interpolation",
     **report.metrics(res),
     rerun=bool(tiny or rerun_benchmark),
     gpu_runs=[k for k in runs if "GPU" in k],
 )
+
+# %% [markdown]
+# ## What we found
+#
+# Written by `clm.bench.report.summary` from the numbers of the run above (`res`), so it always
+# describes the measurement shown. Read every number with the machine it names and the spread of
+# its repeats (the `times` of each row in the saved JSON): on a small virtual machine, repeats of
+# one job can differ by tens of percent.
+
+# %% tags=["remove-input"]
+met = [t["met"] for t in report.targets(res) if t["met"] is not None]
+show.findings(
+    "{summary}\n\nIn all, {n_met} of the {n} measured targets are met, on {machine}.{tiny}",
+    summary=report.summary(res), n_met=sum(met), n=len(met), machine=report.label(res["machine"]),
+    tiny=" At the `tiny` preset the benchmark runs on the pico model: its numbers mean nothing." if tiny else "",
+)  # fmt: skip

@@ -118,10 +118,18 @@ def test_shipped_result():
 
 
 def test_figures(res):
+    """Each figure as the book shows it: 6.8 in wide, no font under 8 pt, legends off the bars."""
     from clm.bench import figures
+    from tests.test_plots import assert_readable
 
-    assert len(figures.speed_figure(res, "here").axes) == 2
-    assert figures.latency_figure(res, "here").axes[0].get_xscale() == "log"
+    speed = figures.speed_figure(res, "here")
+    assert len(speed.axes) == 2 and speed.axes[0].get_yscale() == "log"
+    assert [t.get_text() for t in speed.legends[0].get_texts()][-2:] == ["bound (fused)", "90% of bound"]
+    latency = figures.latency_figure(res, "here")
+    assert latency.axes[0].get_xscale() == "log"
     assert figures.memory_figure(res, "here") is None
     res["peak_memory_mib"], res["peak_memory_kind"] = {"base": 10.0, "fused": 12.0}, "test"
-    assert figures.memory_figure(res, "here").axes[0].get_xlabel() == "MiB (test)"
+    memory = figures.memory_figure(res, "here")
+    assert memory.axes[0].get_xlabel() == "MiB (test)"
+    for fig in (speed, latency, memory):
+        assert_readable(fig)

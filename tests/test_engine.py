@@ -243,3 +243,64 @@ def test_four_bit_base_end_to_end(tmp_path, batch):
         ref = peft_model(batch).logits
     assert (ref - plain).abs().max() > 1e-2
     torch.testing.assert_close(im.logits(batch, weights="sentiment=1"), ref, atol=ATOL, rtol=0)
+
+
+class FakeController:
+    """What generate(target=...) needs of a controller: check(im) and weights_for(...).weights."""
+
+    def __init__(self, solved: str, refuse: str | None = None):
+        self.solved, self.refuse, self.calls = clm.Weights.parse(solved), refuse, []
+
+    def check(self, im) -> None:
+        if self.refuse:
+            raise clm.EndpointsError(self.refuse)
+
+    def weights_for(self, target, max_ppl_ratio=None, clip=False):
+        from types import SimpleNamespace
+
+        self.calls.append((target, max_ppl_ratio, clip))
+        return SimpleNamespace(weights=self.solved)
+
+
+def test_target_generates_at_the_controllers_setting(im):
+    ctl = FakeController("sentiment=0.8,formality=0.3")
+    kw = {"max_new_tokens": 8, "do_sample": False}
+    outs = im.generate(["The cat", "Hello"], target={"sentiment": 0.7}, max_ppl_ratio=1.3, controller=ctl, **kw)
+    assert ctl.calls == [({"sentiment": 0.7}, 1.3, False)]
+    assert all(g.weights == ctl.solved for g in outs)  # the records carry the solved setting
+    assert [g.token_ids for g in outs] == [g.token_ids for g in im.generate(["The cat", "Hello"], weights=ctl.solved, **kw)]
+    assert [g.token_ids for g in outs] != [g.token_ids for g in im.generate(["The cat", "Hello"], **kw)]
+
+
+def test_target_uses_the_registered_factory(im, monkeypatch):
+    from clm.core import targets
+
+    ctl = FakeController("sentiment=0.2")
+    monkeypatch.setattr(targets, "CONTROLLER_FACTORIES", [])
+    with pytest.raises(clm.ConfigError, match="pass controller=") as err:
+        im.generate("The cat", target={"sentiment": 0.3}, max_new_tokens=2)
+    assert "\n" not in str(err.value)
+    targets.register_controller_factory(lambda model: ctl if model is im else None)
+    outs = im.generate("The cat", target={"sentiment": 0.3}, clip=True, max_new_tokens=4, do_sample=False)
+    assert ctl.calls == [({"sentiment": 0.3}, None, True)] and outs[0].weights == ctl.solved
+
+
+def test_the_facade_registers_the_shipped_controller(im):
+    """After ``import clm`` a target needs no controller=: the shipped one of the endpoints' base
+    (pico has no shipped tables, so the lookup itself is refused in one line)."""
+    from clm.core.targets import CONTROLLER_FACTORIES
+
+    assert CONTROLLER_FACTORIES and CONTROLLER_FACTORIES[0].__module__ == "clm"
+    with pytest.raises(clm.ClmError, match="no shipped sweep tables") as err:
+        im.generate("The cat", target={"sentiment": 0.3}, max_new_tokens=2)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_target_input(im):
+    with pytest.raises(clm.EndpointsError, match="other endpoints"):
+        im.generate("a", target={"sentiment": 0.5}, controller=FakeController("sentiment=1", refuse="other endpoints"))
+    with pytest.raises(clm.WeightsError, match="weights= or target=, not both"):
+        im.generate("a", weights="sentiment=1", target={"sentiment": 0.5}, controller=FakeController("sentiment=1"))
+    with pytest.raises(clm.WeightsError, match="go with target="):
+        im.generate("a", weights="sentiment=1", max_ppl_ratio=1.2)
+    assert im.weights == clm.Weights.base()

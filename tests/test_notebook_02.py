@@ -27,7 +27,10 @@ def test_notebook_02_runs_at_tiny(tmp_path, clm_cache, monkeypatch):
     assert all(v > 0 for v in m["tv_alpha0_alpha1"].values())  # α moves the next-token distribution
     ends = clm.Endpoints.load(run / "endpoints")
     assert ends.attributes == ["sentiment", "formality"]
-    images = sum("image/png" in o.get("data", {}) for c in out.cells if c.cell_type == "code" for o in c.outputs)
+    images = sum(  # a PNG output, or a numbered figure of clm.book.display.figure (HTML with the PNG inside)
+        "image/png" in o.get("data", {}) or 'class="clm-figure"' in o.get("data", {}).get("text/html", "")
+        for c in out.cells if c.cell_type == "code" for o in c.outputs
+    )  # fmt: skip
     assert images >= 1  # the loss curves
     stderr = "".join(
         o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.outputs if o.get("name") == "stderr"

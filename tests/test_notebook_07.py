@@ -29,9 +29,10 @@ def test_notebook_07_runs_at_tiny(tmp_path, clm_cache):
     assert saved["machine"]["cpu"] and saved["config"]["endpoints"] == 4
     # the interpolating methods agree on every greedy token (same interpolation, same math)
     assert all(r["same_tokens_as_fused"] == 1.0 for r in saved["rows"] if r["same_tokens_as_fused"] is not None)
-    images = sum("image/png" in o.get("data", {}) for c in out.cells if c.cell_type == "code" for o in c.outputs)
-    assert images >= 2  # speed bars and setting-change latency
-    text = "".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.outputs)
+    outputs = [o for c in out.cells if c.cell_type == "code" for o in c.outputs]
+    images = sum('class="clm-figure"' in o.get("data", {}).get("text/html", "") for o in outputs)
+    assert images >= 2  # speed bars and setting-change latency (clm.book.display.figure)
+    text = "".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "measured on:" in text
 
 

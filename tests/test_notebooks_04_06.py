@@ -152,7 +152,8 @@ def test_05_simplex_on_three_attributes(book_run, pico_dir, tmp_path):
     for a in m["simplex_attributes"]:
         at_own = next(p for p in corners if p[f"lam_{a}"] == 1.0)
         assert m["simplex_own_corner"][a] == pytest.approx(at_own[f"score_{a}"])
-    images = sum("image/png" in o.get("data", {}) for c in out.cells if c.cell_type == "code" for o in c.outputs)
+    html = [o.get("data", {}).get("text/html", "") for c in out.cells if c.cell_type == "code" for o in c.outputs]
+    images = sum('class="clm-figure"' in h for h in html)  # clm.book.display.figure: HTML with a PNG inside
     assert images == 3  # response curves by λ, one spider plot, the ternary panels
 
 

@@ -3,6 +3,8 @@
 The exactness tests run on pico with non-zero adapters: a constant schedule is the fixed setting
 bit for bit; a step at token k is k tokens at the first setting, then the same cache continued at
 the second (a manual decode loop with past_key_values); per-row schedules equal rows alone.
+Schedules go through the engine itself (``im.generate(weights=schedule)``); the logits come from
+``generate_scheduled(..., output_logits=True)``, a LogitsRecorder passed as ``logits_processor``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import pytest
 import torch
 
 import clm
-from clm.core.schedule import Schedule, as_schedule, generate_scheduled
+from clm.core.schedule import LogitsRecorder, Schedule, as_schedule, generate_scheduled, schedule_steps
 from clm.errors import WeightsError
 
 A = clm.Weights({"sentiment": 0.9, "formality": 0.2})
@@ -61,9 +63,13 @@ def test_constant_schedule_is_the_fixed_setting_bit_for_bit(im):
     )
     assert torch.equal(solo_logits[0], torch.stack([x[0] for x in ref.logits]))
     assert solo[0].token_ids == fixed[0].token_ids
-    # sampling too: same seed, same tokens
-    kw = {"max_new_tokens": 12, "do_sample": True, "seed": 3, "num_samples": 2}
-    assert [g.token_ids for g in generate_scheduled(im, prompts, A, **kw)] == [
+    # through the engine: weights= takes the schedule itself
+    direct = im.generate(prompts, weights=Schedule.constant(A), **GREEDY)
+    assert [g.token_ids for g in direct] == [g.token_ids for g in fixed]
+    assert all(g.weights == A and g.schedule == Schedule.constant(A) for g in direct)
+    # sampling too: same seed, same tokens, over several batches
+    kw = {"max_new_tokens": 12, "do_sample": True, "seed": 3, "num_samples": 2, "batch_size": 3}
+    assert [g.token_ids for g in im.generate(prompts, weights=Schedule.constant(A), **kw)] == [
         g.token_ids for g in im.generate(prompts, weights=A, **kw)
     ]
 
@@ -75,7 +81,7 @@ def test_step_at_token_k_equals_k_tokens_then_the_same_cache_at_b(im, k):
     assert step.at(k - 1) == A and step.at(k) == B
     gens, logits = generate_scheduled(im, prompt, step, output_logits=True, **GREEDY)
     tokens, ref_logits = manual_greedy(im, prompt, [A] * k + [B] * (n - k), n)
-    assert gens[0].token_ids == tokens
+    assert gens[0].token_ids == tokens == im.generate(prompt, weights=step, **GREEDY)[0].token_ids
     torch.testing.assert_close(logits[0], ref_logits, atol=1e-5, rtol=0)  # another call path: float noise only
     # bit for bit: transformers' own generate for k tokens at A, then continued from its cache at B
     enc = im.tokenizer([prompt], return_tensors="pt")
@@ -114,13 +120,16 @@ def test_per_row_schedules_in_one_batch_equal_each_row_alone(im):
         Schedule({"formality": [(2, 1.0), (3, 0.0)]}),
         Schedule({"sentiment": [(0, 0.5, 0.5), (9, 1.0, 0.2)], "formality": [(0, 0.5, 0.5), (9, 0.0, 0.8)]}),
     ]
-    together = generate_scheduled(im, prompts, scheds, **GREEDY)
+    together = im.generate(prompts, weights=scheds, **GREEDY)
     for p, s, g in zip(prompts, scheds, together):
-        alone = generate_scheduled(im, [p], s, **GREEDY)[0]
-        assert g.token_ids == alone.token_ids and g.schedule == s and g.prompt == p
+        alone = im.generate([p], weights=s, **GREEDY)[0]
+        assert g.token_ids == alone.token_ids and g.schedule == s and g.prompt == p and g.weights == s.at(0)
     assert len({tuple(g.token_ids) for g in together}) > 1
-    # batches of 2 rows give the same rows as one batch (greedy: no RNG)
-    assert [g.token_ids for g in generate_scheduled(im, prompts, scheds, batch_size=2, **GREEDY)] == [
+    # batches of 2 rows give the same rows as one batch (greedy: no RNG); so does the alias
+    assert [g.token_ids for g in im.generate(prompts, weights=scheds, batch_size=2, **GREEDY)] == [
+        g.token_ids for g in together
+    ]
+    assert [g.token_ids for g in generate_scheduled(im, prompts, [str(s) for s in scheds], **GREEDY)] == [
         g.token_ids for g in together
     ]
     assert im.weights == clm.Weights.base()  # the setting is restored afterwards
@@ -195,3 +204,78 @@ def test_bad_runtime_input(im):
     with pytest.raises(WeightsError, match="max_new_tokens"):
         generate_scheduled(im, ["a"], "sentiment=0.5", max_new_tokens=0)
     assert "generate" not in vars(im.model)  # the model's generate is left as it was
+
+
+def test_a_list_may_mix_weights_and_schedules(im):
+    prompts = ["The cat", "Once upon a time", "Hello"]
+    ramp = Schedule({"sentiment": [(0, 0.0), (6, 1.0)]})
+    mixed = im.generate(prompts, weights=[ramp, A, "formality=0.3"], **GREEDY)
+    assert mixed[0].token_ids == im.generate(prompts[0], weights=ramp, **GREEDY)[0].token_ids
+    assert mixed[1].token_ids == im.generate(prompts[1], weights=A, **GREEDY)[0].token_ids
+    assert mixed[2].token_ids == im.generate(prompts[2], weights="formality=0.3", **GREEDY)[0].token_ids
+    assert [g.schedule for g in mixed] == [ramp, None, None]
+    assert [g.weights for g in mixed] == [ramp.at(0), A, clm.Weights({"formality": 0.3})]
+    assert "generate" not in vars(im.model)  # the engine passes the stepper; nothing is wrapped
+
+
+def test_nothing_re_prefills(im):
+    """Every forward pass after the prompt's prefill reads one new token per row, with the cache."""
+    seen = []
+
+    def hook(module, args, kwargs):
+        cache = kwargs.get("past_key_values", kwargs.get("cache"))  # the name differs across transformers
+        seen.append((tuple(kwargs["input_ids"].shape), cache.get_seq_length()))
+
+    handle = im.model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        im.generate(["The cat", "Once upon a time"], weights=Schedule({"sentiment": [(0, 0.0), (3, 1.0)]}), **GREEDY)
+    finally:
+        handle.remove()
+    (prefill, empty), *steps = seen
+    assert prefill[1] > 1 and empty == 0 and len(steps) == GREEDY["max_new_tokens"] - 1
+    # each step reads one token per row, with every earlier position already in the cache
+    assert steps == [((2, 1), prefill[1] + j) for j in range(len(steps))]
+
+
+def test_logits_processor_is_passed_through(im):
+    prompt = "The cat sat"
+    rec = LogitsRecorder()
+    gen = im.generate(prompt, weights=A, logits_processor=[rec], **GREEDY)[0]
+    enc = im.tokenizer([prompt], return_tensors="pt")
+    im.set_weights(A)
+    ref = im.model.generate(**enc, max_new_tokens=10, do_sample=False, output_logits=True, return_dict_in_generate=True)
+    im.reset()
+    assert torch.equal(rec.rows()[0], torch.stack([x[0] for x in ref.logits]))
+    assert gen.token_ids == ref.sequences[0, enc["input_ids"].shape[1] :].tolist()
+    # next to a schedule's stepper, the user's processor still sees every step
+    rec = LogitsRecorder()
+    im.generate(prompt, weights=Schedule({"sentiment": [(0, 0.0), (4, 1.0)]}), logits_processor=[rec], **GREEDY)
+    assert rec.rows()[0].shape[0] == GREEDY["max_new_tokens"]
+
+
+def test_schedule_steps_lists_only_the_changes():
+    ramp = Schedule({"sentiment": [(2, 0.0), (4, 1.0)]})
+    steps = schedule_steps([ramp, A], 6)
+    assert steps[0] == [ramp.at(0), A] and steps[1] is None and steps[2] is None
+    assert steps[3] == [clm.Weights({"sentiment": 0.5}), A] and steps[4] == [ramp.at(4), A] and steps[5] is None
+    assert schedule_steps([A, Schedule.constant(B)], 4) == [[A, B], None, None, None]
+
+
+def test_engine_refuses_bad_schedules_before_any_work(im):
+    with pytest.raises(WeightsError, match="humor"):
+        im.generate(["a"], weights=Schedule({"sentiment": 0.5, "humor": [(0, 0.0), (3, 1.0)]}), max_new_tokens=4)
+    with pytest.raises(WeightsError, match="got 2 weights for 3 rows"):
+        im.generate(["a", "b", "c"], weights=[Schedule({"sentiment": 0.5}), A], max_new_tokens=2)
+    assert im.weights == clm.Weights.base()
+
+
+def test_the_facade_offers_schedule_controller_and_widgets_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, clm; names = (clm.Schedule.__module__, clm.Controller.__module__, clm.widgets.__name__); "
+        "print(names, 'torch' in sys.modules, 'ipywidgets' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "('clm.core.schedule', 'clm.experiments.control', 'clm.widgets') False False"

@@ -7,13 +7,25 @@ update of a small (rows × K) coefficient table: no reload, no re-merge, and a s
 and changed back gives bit-identical outputs. ``unwrap()`` puts the original modules back.
 (The one exception is opt-in: :meth:`InterpolatedModel.merged` merges one shared setting into
 the weights for the duration of a ``with`` block and restores them bit-exactly; see clm.core.merge.)
+
+**Schedules.** ``generate(weights=schedule)`` (a :class:`~clm.core.schedule.Schedule`, or one per
+prompt) passes a :class:`~clm.core.schedule.ScheduleStepper` to ``model.generate`` as a logits
+processor. Between decode steps only the coefficient table changes (O(1), before the forward pass
+that gives the next token): the keys and values of the prompt and of earlier tokens stay in the
+cache as they were computed, at their own step's setting. Nothing is re-prefilled, silently or
+otherwise; a constant schedule is the fixed setting bit for bit.
+
+**Targets.** ``generate(target={"sentiment": 0.7})`` generates at the setting a controller solves
+for (any object with ``check(im)`` and ``weights_for(target, max_ppl_ratio=, clip=)``). The engine
+imports none: without ``controller=`` it asks :func:`clm.core.targets.find_controller`, where the
+``clm`` facade registers the shipped controller (clm.experiments.control, layer 3).
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +37,8 @@ from clm.core.fused import Coefficients, InterpolatedLinear
 from clm.core.lora import concat_factors
 from clm.core.merge import merged
 from clm.core.models import BaseInfo
+from clm.core.schedule import Schedule, ScheduleStepper, schedule_steps
+from clm.core.targets import find_controller
 from clm.core.weights import Weights, as_weights, as_weights_list
 from clm.errors import EndpointsError, WeightsError
 
@@ -40,6 +54,7 @@ class Generation:
     prompt_index: int
     sample_index: int
     finished: bool  # True if the model emitted EOS before max_new_tokens
+    schedule: Schedule | None = None  # the row's schedule, if it had one (``weights`` is then its token 0)
 
 
 class InterpolatedModel:
@@ -204,6 +219,10 @@ class InterpolatedModel:
         prompts: str | Sequence[str],
         weights: Any = None,
         *,
+        target: Mapping[str, float] | str | None = None,
+        max_ppl_ratio: float | None = None,
+        clip: bool = False,
+        controller: Any = None,
         max_new_tokens: int = 32,
         do_sample: bool = True,
         temperature: float = 1.0,
@@ -214,52 +233,88 @@ class InterpolatedModel:
         batch_size: int | None = None,
         stop_at_eos: bool = True,
         progress: bool | None = None,
+        logits_processor: Sequence[Any] | None = None,
     ) -> list[Generation]:
-        """Continue each prompt at the given weights.
+        """Continue each prompt at the given weights, schedule or target score.
 
         The defaults are the paper's: pure sampling (top-p 1.0, no top-k), 32 new tokens.
 
         Args:
             prompts: one prompt or a list.
-            weights: one setting for all, or a list with one setting per prompt (each row its own).
-                None uses the current setting (per-row settings need one prompt per row).
+            weights: one setting for all, or a list with one per prompt (each row its own). A
+                setting is a Weights (or its text or α dict) or a :class:`~clm.core.schedule.Schedule`
+                (α and λ over the generated tokens); a list may mix them. None uses the current
+                setting (per-row settings need one prompt per row).
+            target: instead of ``weights``, attribute -> mean score, e.g. ``{"sentiment": 0.7}``:
+                the setting is ``controller.weights_for(target, max_ppl_ratio=, clip=)`` after
+                ``controller.check(self)``; ``controller`` None asks the factory registered in
+                :mod:`clm.core.targets` (after ``import clm``: the shipped controller of the
+                endpoints' base). The records carry the solved Weights.
             num_samples: continuations per prompt; rows are prompt-major.
             seed: seeds torch before each batch (seed + batch index), so a batch reproduces
                 on its own; None leaves the RNG alone.
             batch_size: rows per forward pass (default: all rows at once).
             progress: show a progress bar (default: when there is more than one batch).
+            logits_processor: transformers logits processors, passed to ``model.generate``.
+
+        A schedule changes only the coefficient table between decode steps; nothing is
+        re-prefilled (see the module docstring).
 
         Returns:
             One :class:`Generation` per (prompt, sample), prompt-major.
         """
         prompts = _check_prompts(prompts, max_new_tokens, num_samples)
-        per_prompt = self._per_prompt_weights(weights, len(prompts))
-        self.coefficient_table(per_prompt)  # validate before any work
+        if target is not None:
+            weights = self._target_weights(weights, target, max_ppl_ratio, clip, controller)
+        elif max_ppl_ratio is not None or clip or controller is not None:
+            raise WeightsError("max_ppl_ratio=, clip= and controller= go with target=; got no target")
+        per_prompt = self._per_prompt_settings(weights, len(prompts))
+        gen_cfg = _generation_config(self.tokenizer, max_new_tokens, do_sample, temperature, top_p, top_k, stop_at_eos)
+        run = (gen_cfg, stop_at_eos, list(logits_processor or []))
+        return self._generate_rows(prompts, per_prompt, num_samples, batch_size, seed, progress, run)
+
+    def _generate_rows(self, prompts, per_prompt, num_samples, batch_size, seed, progress, run) -> list[Generation]:
+        """:meth:`generate` after its arguments are checked: every (prompt, sample) row, in batches,
+        each seeded ``seed + batch index``; the setting held before is restored afterwards."""
         rows = [(i, s) for i in range(len(prompts)) for s in range(num_samples)]
         bs = batch_size or len(rows)
         batches = [rows[i : i + bs] for i in range(0, len(rows), bs)]
-        tok = self.tokenizer
-        gen_cfg = _generation_config(tok, max_new_tokens, do_sample, temperature, top_p, top_k, stop_at_eos)
+        plans = [schedule_steps([per_prompt[i] for i, _ in batch], run[0].max_new_tokens) for batch in batches]
+        self.coefficient_table(list({w for plan in plans for ws in plan if ws for w in ws}))  # validate first
         bar = _progress_bar(len(batches) > 1 if progress is None else progress, len(rows))
-        old_side = tok.padding_side
-        tok.padding_side = "left"  # decoder-only: pad on the left so every row continues its prompt
+        old_side, old_weights = self.tokenizer.padding_side, list(self._weights)
+        self.tokenizer.padding_side = "left"  # decoder-only: pad on the left so every row continues its prompt
         results: list[Generation] = []
-        old_weights = list(self._weights)
         try:
-            for b, batch in enumerate(batches):
+            for b, (batch, steps) in enumerate(zip(batches, plans)):
                 batch_seed = None if seed is None else seed + b
-                results.extend(self._generate_batch(prompts, per_prompt, batch, gen_cfg, batch_seed, stop_at_eos))
+                results.extend(self._generate_batch(prompts, per_prompt, batch, steps, batch_seed, *run))
                 if bar is not None:
                     bar.update(len(batch))
         finally:
-            tok.padding_side = old_side
+            self.tokenizer.padding_side = old_side
             self.set_weights(old_weights if len(old_weights) > 1 else old_weights[0])
             if bar is not None:
                 bar.close()
         return results
 
-    def _per_prompt_weights(self, weights: Any, n: int) -> list[Weights]:
-        """One setting per prompt: ``weights`` spread over ``n`` prompts, or (None) the current one."""
+    def _target_weights(self, weights: Any, target: Any, max_ppl_ratio: Any, clip: bool, controller: Any) -> Weights:
+        """The setting a controller (given, else the registered factory's) solves ``target`` to."""
+        if weights is not None:
+            raise WeightsError("pass weights= or target=, not both")
+        ctl = controller if controller is not None else find_controller(self)
+        ctl.check(self)  # refuses a controller fitted on other endpoints (one line)
+        return ctl.weights_for(target, max_ppl_ratio=max_ppl_ratio, clip=clip).weights
+
+    def _per_prompt_settings(self, weights: Any, n: int) -> list[Weights | Schedule]:
+        """One setting (Weights or Schedule) per prompt: ``weights`` spread over ``n`` prompts, or
+        (None) the current one."""
+        if isinstance(weights, Schedule):
+            return [weights] * n
+        if isinstance(weights, (list, tuple)) and any(isinstance(w, Schedule) for w in weights):
+            if len(weights) != n:
+                raise WeightsError(f"got {len(weights)} weights for {n} rows; give one per row or a single setting")
+            return [w if isinstance(w, Schedule) else as_weights(w) for w in weights]
         if weights is not None:
             return as_weights_list(weights, n)
         if len(self._weights) == 1:
@@ -274,21 +329,27 @@ class InterpolatedModel:
     def _generate_batch(
         self,
         prompts: list[str],
-        per_prompt: list[Weights],
+        per_prompt: list[Weights | Schedule],
         batch: list[tuple[int, int]],
-        gen_cfg,
+        steps: list[list[Weights] | None],
         seed: int | None,
+        gen_cfg,
         stop_at_eos: bool,
+        processors: list[Any],
     ) -> list[Generation]:
         """Generate the rows ``batch`` ((prompt index, sample index) pairs) in one ``model.generate`` call.
 
-        Leaves the model at the batch's per-row setting; :meth:`generate` restores the old one.
+        ``steps`` is :func:`~clm.core.schedule.schedule_steps` of the rows; where a row's setting
+        changes after token 0, a :class:`~clm.core.schedule.ScheduleStepper` moves the table.
+        Leaves the model at the batch's last setting; :meth:`generate` restores the old one.
         """
+        from transformers import LogitsProcessorList
+
         tok = self.tokenizer
-        texts = [prompts[i] for i, _ in batch]
-        ws = [per_prompt[i] for i, _ in batch]
-        enc = tok(texts, return_tensors="pt", padding=True)
-        self.set_weights(ws)
+        enc = tok([prompts[i] for i, _ in batch], return_tensors="pt", padding=True)
+        self.set_weights(steps[0])  # the prompt's prefill and token 0
+        if any(s is not None for s in steps[1:]):
+            processors = [ScheduleStepper(self, steps), *processors]
         if seed is not None:
             torch.manual_seed(seed)
         device = next(self.model.parameters()).device
@@ -296,12 +357,15 @@ class InterpolatedModel:
             input_ids=enc["input_ids"].to(device),
             attention_mask=enc["attention_mask"].to(device),
             generation_config=gen_cfg,
+            **({"logits_processor": LogitsProcessorList(processors)} if processors else {}),
         )
         new = out[:, enc["input_ids"].shape[1] :].tolist()  # (rows, new tokens)
         results = []
-        for (i, s), w, ids in zip(batch, ws, new):
+        for (i, s), w0, ids in zip(batch, steps[0], new):
             ids, finished = _trim(ids, tok.eos_token_id, gen_cfg.pad_token_id, stop_at_eos)
-            results.append(Generation(prompts[i], tok.decode(ids, skip_special_tokens=True), ids, w, i, s, finished))
+            sched = per_prompt[i] if isinstance(per_prompt[i], Schedule) else None
+            text = tok.decode(ids, skip_special_tokens=True)
+            results.append(Generation(prompts[i], text, ids, w0, i, s, finished, sched))
         return results
 
     def __repr__(self) -> str:

@@ -8,7 +8,7 @@ to JSON, compares and hashes, and a bad value is a one-line :class:`~clm.errors.
 
     s = Schedule({"sentiment": [(0, 0.0), (47, 1.0)]})     # negative to positive over 48 tokens
     str(s)                                                # 'sentiment=0:0>47:1'
-    outs = generate_scheduled(im, prompts, s, max_new_tokens=64)
+    outs = im.generate(prompts, weights=s, max_new_tokens=64)    # or a list, one per prompt
 
 **What changes between decode steps.** Token t is drawn from the logits of the forward pass that
 reads token t − 1 (for t = 0: the prompt's prefill), and that pass runs at ``s.at(t)``. Between
@@ -22,7 +22,6 @@ setting b at token k equals k tokens at a, then continuing from the same cache a
 
 from __future__ import annotations
 
-import copy
 import json
 import numbers
 from collections.abc import Mapping, Sequence
@@ -280,20 +279,6 @@ def as_schedule(value: Any) -> Schedule:
 
 
 # ---------------------------------------------------------------------- generating with a schedule
-@dataclass
-class ScheduledGeneration:
-    """One continuation generated under a schedule (the fields of
-    :class:`clm.core.engine.Generation`, with the schedule instead of one setting)."""
-
-    prompt: str
-    text: str
-    token_ids: list[int]  # the generated tokens only, up to (not including) EOS
-    schedule: Schedule
-    prompt_index: int
-    sample_index: int
-    finished: bool
-
-
 class ScheduleStepper:
     """A transformers logits processor that moves the engine to the next token's setting.
 
@@ -301,7 +286,8 @@ class ScheduleStepper:
     before the pass that reads token t; it leaves the scores alone and sets the coefficients
     for token t + 1 (``im.set_weights``, O(1)). The prompt's prefill runs at token 0's setting,
     which the caller sets before generating. ``steps[t]`` is the per-row list of settings of
-    token t, or None where no row changes from token t − 1.
+    token t, or None where no row changes from token t − 1 (:func:`schedule_steps`).
+    :meth:`InterpolatedModel.generate` adds one when given a schedule.
     """
 
     def __init__(self, im: Any, steps: list[list[Weights] | None]):
@@ -314,14 +300,38 @@ class ScheduleStepper:
         return scores
 
 
-def _steps(rows: list[Schedule], n: int) -> list[list[Weights] | None]:
-    """Per token t < n the per-row settings, None where nothing changes from t − 1."""
-    table = [s.settings(n) if not s.is_constant else [s.at(0)] * n for s in rows]
-    out: list[list[Weights] | None] = []
-    for t in range(n):
+def schedule_steps(rows: Sequence[Schedule | Weights], n: int) -> list[list[Weights] | None]:
+    """Per token t < n the per-row settings (rows: Schedules, or Weights held fixed), None where
+    nothing changes from token t − 1. Entry 0 is always the rows' settings of token 0."""
+    first = [r.at(0) if isinstance(r, Schedule) else r for r in rows]
+    if all(not isinstance(r, Schedule) or r.is_constant for r in rows):
+        return [first] + [None] * (n - 1)
+    table = [r.settings(n) if isinstance(r, Schedule) and not r.is_constant else [f] * n for r, f in zip(rows, first)]
+    out: list[list[Weights] | None] = [first]
+    for t in range(1, n):
         ws = [row[t] for row in table]
-        out.append(ws if t == 0 or ws != [row[t - 1] for row in table] else None)
+        out.append(ws if ws != [row[t - 1] for row in table] else None)
     return out
+
+
+class LogitsRecorder:
+    """A logits processor that keeps, per call, a copy of the scores it is given: the model's
+    float32 logits of each step (before sampling's temperature/top-k/top-p warpers, which
+    transformers applies after the processors passed in; no penalty is configured)."""
+
+    def __init__(self) -> None:
+        self.steps: list[Any] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.steps.append(scores.detach().clone())
+        return scores
+
+    def rows(self) -> list[Any]:
+        """Per batch row, the (steps, vocab) logits."""
+        import torch
+
+        per_step = torch.stack(self.steps, dim=1)  # (rows, steps, vocab)
+        return list(per_step.unbind(0))
 
 
 def generate_scheduled(
@@ -334,25 +344,21 @@ def generate_scheduled(
     seed: int | None = 0,
     output_logits: bool = False,
     **generate_kwargs: Any,
-) -> list[ScheduledGeneration] | tuple[list[ScheduledGeneration], list[Any]]:
-    """Continue each prompt with the setting following a schedule over the generated tokens.
-
-    Each batch runs through ``im.generate`` (same tokenization, seeding ``seed + batch index``,
-    decoding and EOS handling) with a :class:`ScheduleStepper` passed to ``model.generate``, so a
-    constant schedule gives exactly the tokens of the fixed setting. Earlier tokens' keys and
-    values are never recomputed (see the module docstring).
+) -> list[Any] | tuple[list[Any], list[Any]]:
+    """``im.generate(prompts, weights=schedules, ...)``, with schedules also given as text, and
+    optionally each row's logits; a thin convenience over the engine's own schedules.
 
     Args:
         im: an :class:`~clm.core.engine.InterpolatedModel`.
-        prompts: one prompt or a list.
-        schedule: one schedule for every prompt, or a list with one per prompt; each a
-            :class:`Schedule`, its text form, or a fixed setting (Weights, text, α dict).
-        num_samples, batch_size, seed: as for ``im.generate`` (rows are prompt-major).
-        output_logits: also return, per row, the (steps, vocab) float32 logits of every step.
-        generate_kwargs: passed to ``im.generate`` (max_new_tokens, do_sample, temperature, …).
+        schedule: one for every prompt, or a list with one per prompt; each a :class:`Schedule`,
+            its text form, or a fixed setting (Weights, text, α dict) as a constant schedule.
+        num_samples, batch_size, seed, generate_kwargs: as for ``im.generate``.
+        output_logits: also return, per row, the (steps, vocab) float32 logits of every step
+            (a :class:`LogitsRecorder` per batch; batches seeded ``seed + batch index`` as
+            ``im.generate`` seeds them).
 
     Returns:
-        One :class:`ScheduledGeneration` per (prompt, sample); with ``output_logits`` a pair
+        The engine's Generation records (``.schedule`` set); with ``output_logits`` a pair
         (generations, logits per row).
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -362,64 +368,23 @@ def generate_scheduled(
         per_prompt = [as_schedule(s) for s in schedule]
     else:
         per_prompt = [as_schedule(schedule)] * len(prompts)
-    n = generate_kwargs.get("max_new_tokens", 32)
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise WeightsError(f"max_new_tokens must be an integer >= 1, got {n!r}")
-    if not isinstance(num_samples, int) or num_samples < 1:
+    kw = {"num_samples": num_samples, "batch_size": batch_size, "seed": seed, **generate_kwargs}
+    if not output_logits:
+        return im.generate(prompts, weights=per_prompt, **kw)
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise WeightsError(f"num_samples must be an integer >= 1, got {num_samples!r}")
     rows = [(i, k) for i in range(len(prompts)) for k in range(num_samples)]
     bs = batch_size or len(rows)
-    batches = [rows[j : j + bs] for j in range(0, len(rows), bs)]
-    plans = [_steps([per_prompt[i] for i, _ in batch], n) for batch in batches]
-    im.coefficient_table(list({w for plan in plans for ws in plan if ws for w in ws}))  # validate first
-    gens: list[ScheduledGeneration] = []
+    gens: list[Any] = []
     logits: list[Any] = []
-    for b, (batch, steps) in enumerate(zip(batches, plans)):
-        out, lg = _run_batch(im, [prompts[i] for i, _ in batch], steps, seed, b, output_logits, generate_kwargs)
+    user = list(generate_kwargs.pop("logits_processor", None) or [])
+    for b in range(0, len(rows), bs):
+        batch, rec = rows[b : b + bs], LogitsRecorder()
+        kw.update(num_samples=1, batch_size=None, seed=None if seed is None else seed + b // bs)
+        kw.update(logits_processor=[rec, *user], progress=False)
+        out = im.generate([prompts[i] for i, _ in batch], weights=[per_prompt[i] for i, _ in batch], **kw)
         for (i, k), g in zip(batch, out):
-            gens.append(ScheduledGeneration(g.prompt, g.text, g.token_ids, per_prompt[i], i, k, g.finished))
-        logits.extend(lg)
-    return (gens, logits) if output_logits else gens
-
-
-def _run_batch(im, texts, steps, seed, b, output_logits, generate_kwargs) -> tuple[list[Any], list[Any]]:
-    """One ``im.generate`` call over one batch, with the stepper passed to ``model.generate``."""
-    from transformers import LogitsProcessorList
-
-    stepper, captured = ScheduleStepper(im, steps), []
-    model = im.model
-    orig = model.generate
-    had = "generate" in vars(model)
-    saved = vars(model).get("generate")
-
-    def generate_with_stepper(*args: Any, **kw: Any) -> Any:
-        kw["logits_processor"] = LogitsProcessorList([stepper, *(kw.get("logits_processor") or [])])
-        if output_logits and kw.get("generation_config") is not None:
-            cfg = kw["generation_config"] = copy.deepcopy(kw["generation_config"])
-            cfg.output_logits = cfg.return_dict_in_generate = True
-        elif output_logits:
-            kw.update(output_logits=True, return_dict_in_generate=True)
-        out = orig(*args, **kw)
-        if output_logits:
-            captured.append(out.logits)  # tuple over steps of (rows, vocab)
-            return out.sequences
-        return out
-
-    model.generate = generate_with_stepper  # an instance attribute, removed below
-    try:
-        out = im.generate(
-            texts, weights=steps[0], num_samples=1, batch_size=None, seed=None if seed is None else seed + b,
-            progress=False, **generate_kwargs,
-        )  # fmt: skip
-    finally:
-        if had:
-            model.generate = saved
-        else:
-            del model.generate
-    rows = []
-    if output_logits and captured:
-        import torch
-
-        per_step = torch.stack(list(captured[0]), dim=1)  # (rows, steps, vocab)
-        rows = [per_step[r] for r in range(per_step.shape[0])]
-    return out, rows
+            g.prompt_index, g.sample_index = i, k
+        gens.extend(out)
+        logits.extend(rec.rows())
+    return gens, logits

@@ -263,7 +263,7 @@ def _assemble(job: _Job, chunks: list[dict[str, Any]], done: dict[str, Any]) -> 
     return table[first + scores + fluency]
 
 
-def _add_perplexity(table: Any, job: _Job, perplexity: Callable[[Weights], float], out: Path | None) -> Any:
+def _add_perplexity(table: Any, job: _Job, perplexity: Callable[[Weights], float], out: Path | None, progress) -> Any:
     """Add ``wikitext_ppl`` per row from :func:`perplexity_table` (resumable beside ``out``)."""
     from clm.experiments.sweep_perplexity import perplexity_table
 
@@ -272,6 +272,7 @@ def _add_perplexity(table: Any, job: _Job, perplexity: Callable[[Weights], float
         perplexity,
         job.attributes,
         out=None if out is None else out.with_name(out.stem + "_perplexity" + out.suffix),
+        progress=progress,  # the sweep's own setting: no bar in the book when it is False
     )
     by_weights = dict(zip(ppl["weights"], ppl["wikitext_ppl"].astype(float)))
     table["wikitext_ppl"] = table["weights"].map(by_weights).astype(float)
@@ -378,7 +379,7 @@ def _execute(
             _run_chunks(job, chunks, done, None, bar)  # a no-op unless a rank failed or a scorer has no fingerprint
     table = _assemble(job, chunks, done)
     if perplexity is not None:
-        table = _add_perplexity(table, job, perplexity, out)
+        table = _add_perplexity(table, job, perplexity, out, progress)
     if out is not None:
         table = _finish(table, out, parts)
     if shard.world > 1:
