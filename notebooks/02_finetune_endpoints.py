@@ -71,7 +71,7 @@ cfg, names = P.train_config, P.attributes  # the preset's training config with t
 reuse_endpoints, n_prompts = P.reuse_endpoints, P.n_prompts
 plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100})
 hf_logging.disable_progress_bar()  # no "Loading weights" bars in the book
-show.setup_line(P, f"Training preset `{cfg.preset}`: {cfg.note}.")
+show.setup_line(P, show.plain_numbers(f"Training preset `{cfg.preset}`: {cfg.note}."))
 
 # %% [markdown]
 # ## The config: the paper's recipe and ours
@@ -182,7 +182,7 @@ if sel is not None:
     for rev in sel.get("revisions", []):
         md += [f"**Revisited, {rev['attribute']}.** {rev['why']}", f"**Rule.** {rev['rule']}"]
         md += [f"**Chosen: {rev['choice']}.** {rev['reason']}"]
-    display(Markdown("\n\n".join(md)))
+    display(Markdown(show.plain_numbers("\n\n".join(md))))
 else:
     display(Markdown(f"No selection record beside these endpoints (`{show.relative(ends.path, P.run_dir)}`)."))
 

@@ -119,7 +119,7 @@ show.findings(
 # %% [markdown]
 # ## The sweep
 #
-# `clm.experiments.sweep.single_attribute` makes one setting per α (marked `extrapolate` outside $[0, 1]$);
+# `clm.experiments.designs.single_attribute` makes one setting per α (marked `extrapolate` outside $[0, 1]$);
 # `clm.experiments.sweep.run_sweep` generates every (setting, prompt, sample), with rows of different α in
 # the same batch, scores each continuation, and measures each continuation's perplexity under
 # the base model (`ppl`) and, once per setting, WikiText-2 perplexity (`wikitext_ppl`). Each
@@ -152,9 +152,10 @@ for a in attributes:
 table = pd.concat(single.values(), ignore_index=True)
 
 # %% tags=["remove-input"]
-first = table.filter(regex="^(setting|prompt_index|sample|continuation|score_.*|ppl)$").head(4)
+a0 = attributes[0]  # the first rows sweep the first attribute: show its score beside each text
+first = table[["setting", "prompt_index", "sample", "continuation", f"score_{a0}"]].head(4)
 show.table(first, digits=2, caption=f"The first 4 of {len(table):,} generations at {table.setting.nunique()} "
-           f"settings (and {len(base_table):,} of the base model)", columns={f"score_{a}": a for a in scorers})  # fmt: skip
+           f"settings (and {len(base_table):,} of the base model)", columns={f"score_{a0}": f"P({a0} high)"})  # fmt: skip
 
 # %% [markdown]
 # ## Response curves

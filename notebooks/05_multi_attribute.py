@@ -100,7 +100,7 @@ base_table = sweep.run_sweep(
 # %% [markdown]
 # ## The λ design
 #
-# `clm.experiments.sweep.multi_attribute(target, attributes, lams)` gives the paper's settings: for each λ
+# `clm.experiments.designs.multi_attribute(target, attributes, lams)` gives the paper's settings: for each λ
 # and each target α, the target at λ and the others at $(1 - \lambda) / (K - 1)$ each, α = 1.
 # One example setting, and the plan:
 
@@ -175,7 +175,7 @@ for k, t in enumerate(targets):
 # %% [markdown]
 # ## The simplex
 #
-# Three attributes, all at α = 1, with λ over the simplex (`clm.experiments.sweep.simplex`); each panel is
+# Three attributes, all at α = 1, with λ over the simplex (`clm.experiments.designs.simplex`); each panel is
 # the mean score of one attribute at every λ point (white dots), interpolated between them.
 # An attribute whose dial works should be brightest at its own corner.
 

@@ -34,8 +34,9 @@ WIDTH_PX = 680
 SCALE = 2
 _TABLE_CSS = (
     "<style>.clm-table{border-collapse:collapse;font-size:0.85em;max-width:100%;table-layout:auto}"
-    ".clm-table th,.clm-table td{padding:2px 8px;text-align:right;white-space:normal;"
+    ".clm-table th,.clm-table td{padding:2px 5px;text-align:right;white-space:normal;"
     "overflow-wrap:break-word;vertical-align:top}.clm-table td.text,.clm-table th.text{text-align:left}"
+    ".clm-table td.text{overflow-wrap:anywhere}"  # long unbroken text (settings, texts) may break anywhere
     ".clm-table caption{caption-side:top;text-align:left;font-style:italic;padding-bottom:4px}"
     ".clm-wrap{max-width:100%;overflow-x:auto}"
     ".clm-cont{display:grid;grid-template-columns:repeat(auto-fit,minmax(180px,1fr));gap:8px}"
@@ -135,6 +136,8 @@ def table(df: Any, caption: str | None = None, digits: int = 3, index: bool = Fa
     significant digits, an optional caption above it. ``columns`` renames columns for the reader."""
     from IPython.display import HTML
 
+    if index and df.index.nlevels == 1 and df.index.name is None:
+        df = df.rename_axis("")  # an unnamed index gets no 'index' header
     frame = df.reset_index() if index else df
     names = [str((columns or {}).get(c, c)) for c in frame.columns]
     rows = []
@@ -190,3 +193,19 @@ def setup_line(params: Any, *extra: str) -> Any:
     )
     return Markdown(" ".join([text, *extra]))
 
+
+
+_SCIENTIFIC = re.compile(r"(?<![\w.\-])(\d+(?:\.\d+)?)e([-+]?\d+)\b")
+
+
+def plain_numbers(text: str) -> str:
+    """``text`` with numbers in scientific notation written out (``lr 1.5e-3`` → ``lr 0.0015``).
+
+    For recorded prose shown to readers (a preset's note, a selection rule): the records keep their
+    exact text (their hashes name them), the book shows it in plain decimals. Tokens inside names
+    (``D-humor-lr7.5e-4``) are left alone."""
+
+    def plain(m: re.Match) -> str:
+        return format(float(m.group(0)), "f").rstrip("0").rstrip(".")
+
+    return _SCIENTIFIC.sub(plain, text)

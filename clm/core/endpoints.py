@@ -202,6 +202,11 @@ class Endpoints:
             raise EndpointsError(f"{p / MANIFEST} is not valid JSON: {err}") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise EndpointsError(f"{p / MANIFEST}: format must be {FORMAT!r}")
+        base, modules = manifest.get("base"), manifest.get("base_modules", {})
+        if not (isinstance(base, dict) and all(isinstance(base.get(k), str) for k in ("id", "fingerprint"))):
+            raise EndpointsError(f"{p / MANIFEST}: base must be an object with string id and fingerprint, got {base!r}")
+        if not isinstance(modules, dict):
+            raise EndpointsError(f"{p / MANIFEST}: base_modules must be an object, got {type(modules).__name__}")
         _check_manifest_names(p / MANIFEST, manifest)
         ends = cls(p, manifest)
         for attr in ends.attributes:

@@ -227,16 +227,37 @@ def load_scorers(
     out: dict[str, Scorer] = {}
     for a in wanted:
         if (root / f"{a}.json").exists():
-            cfg = json.loads((root / f"{a}.json").read_text())
+            cfg, head = _read_head(root, a)  # before the encoder: a damaged head fails fast, naming its file
             enc = get_encoder(encoder or cfg["encoder"], device=device, max_length=cfg.get("max_length"))
             if encoder is None and cfg.get("encoder_fingerprint") not in (None, enc.fingerprint):
                 raise ConfigError(
                     f"scorer {a!r} was trained on encoder {cfg['encoder_fingerprint'][:12]}…, got {enc.fingerprint[:12]}…"
                 )
-            out[a] = HeadScorer(a, cfg["low"], cfg["high"], Head.load(root / f"{a}.safetensors"), enc, cfg)
+            out[a] = HeadScorer(a, cfg["low"], cfg["high"], head, enc, cfg)
         else:
             out[a] = HFScorer(root / a, attribute=a, device=device)
     return out
+
+
+def _read_head(root: Path, attribute: str) -> tuple[dict[str, Any], Head]:
+    """``<root>/<attribute>.json`` (checked for its keys) and the head in ``<attribute>.safetensors``;
+    a damaged or edited file is a one-line DataError naming it."""
+    path, weights = root / f"{attribute}.json", root / f"{attribute}.safetensors"
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"scorer config {str(path)!r} is not valid JSON: {err}") from None
+    bad = [k for k in ("encoder", "low", "high") if not isinstance(cfg, dict) or not isinstance(cfg.get(k), str)]
+    if bad:
+        raise DataError(f"scorer config {str(path)!r} lacks {bad[0]!r} (a string); the file is damaged or edited")
+    try:
+        head = Head.load(weights)
+        if not head.layers or head.layers[-1][0].shape[-1] != 1 or not np.isfinite(head.temperature):
+            raise ValueError("not a head: no layers, no single logit or a non-finite temperature")
+    except Exception as err:  # safetensors raises its own error types; a missing tensor is a KeyError
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise DataError(f"scorer head {str(weights)!r} is damaged or not a head: {first}") from None
+    return cfg, head
 
 
 def score_texts(texts: list[str], scorers: dict[str, Scorer], batch_size: int = 64, progress: bool | None = None):

@@ -230,7 +230,7 @@ def _load_done(out: Path | None, parts: Path | None) -> dict[str, Any]:
 
     done: dict[str, Any] = {}
     if out is not None and out.is_file():
-        old = read_table(out)
+        old = read_table(out, required=GEN_COLUMNS[:-1])  # token_ids: absent from older tables
         if "chunk" in old.columns:
             done.update({k: g.reset_index(drop=True) for k, g in old.groupby("chunk", sort=False)})
     if parts is not None and parts.is_dir():

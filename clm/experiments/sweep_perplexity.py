@@ -99,7 +99,7 @@ def perplexity_table(
     shared = str(getattr(perplexity, "context", ""))
     known: dict[tuple[str, str], float] = {}
     if out is not None and out.is_file():
-        old = read_table(out)
+        old = read_table(out, required=("weights", "wikitext_ppl", "context"))
         if "context" in old:
             known = {(w, str(c)): float(v) for w, c, v in zip(old["weights"], old["context"], old["wikitext_ppl"])}
     rows = []

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clm.errors import ConfigError
+from clm.errors import ConfigError, DataError
 from clm.io import atomic_write
 
 
@@ -19,14 +20,27 @@ def write_table(df: Any, path: Path) -> None:
         atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
-def read_table(path: str | os.PathLike) -> Any:
-    """Read a sweep table written by :func:`run_sweep` (Parquet or CSV)."""
+def read_table(path: str | os.PathLike, required: Sequence[str] = ()) -> Any:
+    """Read a sweep table written by :func:`run_sweep` (Parquet or CSV).
+
+    A file that does not parse, or lacks one of the ``required`` columns, is a one-line
+    :class:`~clm.errors.DataError` naming it (damaged or edited: delete it to recompute)."""
     import pandas as pd
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"sweep table {str(p)!r} does not exist")
-    return pd.read_csv(p) if p.suffix == ".csv" else pd.read_parquet(p)
+    try:
+        df = pd.read_csv(p) if p.suffix == ".csv" else pd.read_parquet(p)
+    except Exception as err:  # pyarrow's and pandas' own error types; a non-UTF-8 CSV
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise DataError(f"sweep table {str(p)!r} is damaged ({first}); delete it to recompute") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"sweep table {str(p)!r} lacks column {missing[0]!r}; it was edited or damaged: delete it to recompute"
+        )
+    return df
 
 
 def check_out(out: Any) -> Path | None:

@@ -303,7 +303,9 @@ class TrainConfig(_Strict):
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist")
         try:
-            data = yaml.safe_load(p.read_text())
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"config file {str(p)!r} is not UTF-8 (byte {err.start}: {err.reason})") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{str(p)!r} is not valid YAML: {' '.join(str(err).split())}") from None
         return cls.from_dict(data or {})
