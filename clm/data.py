@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from clm.errors import DataError
+from clm.errors import ConfigError, DataError
 from clm.io import read_utf8
 
 
@@ -211,3 +211,18 @@ def corpus_sizes(data_dir: str | os.PathLike, sources: dict[str, tuple[str, str]
                     )
                 )
     return pd.DataFrame(rows)
+
+
+#: Development prompts: the LAST this many of a prompts file; the book evaluates on the first ones.
+DEV_PROMPTS = 100
+
+
+def dev_prompts(path: str | os.PathLike, n: int = DEV_PROMPTS) -> list[str]:
+    """The last ``n`` prompts of a prompts file; refuses any ``n`` whose prompts could overlap the
+    first half (the book's test prompts), so choosing on development data can't touch test data."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n must be a positive integer, got {n!r}")
+    texts = read_texts(path)
+    if n > len(texts) // 2:
+        raise ConfigError(f"n = {n} dev prompts would overlap the first half of {str(path)!r} ({len(texts)} prompts)")
+    return texts[-n:]

@@ -22,7 +22,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "clm"
 LAYERS = {
-    "clm.errors": 0, "clm.version": 0, "clm.paths": 0, "clm.io": 0, "clm.data": 0, "clm.presets": 0,
+    "clm.errors": 0, "clm.version": 0, "clm.stats": 0, "clm.paths": 0, "clm.io": 0, "clm.data": 0, "clm.presets": 0,
     "clm.core": 1, "clm.train": 2, "clm.eval": 2, "clm.methods": 2, "clm.experiments": 3, "clm.plots": 4,
     "clm.widgets": 4, "clm.book": 5, "clm.bench": 5, "clm.cli": 6, "clm.__main__": 6,
 }  # fmt: skip

@@ -331,7 +331,8 @@ def test_train_mixture_then_generate_with_it(mix_cfg, tmp_path, pico_dir, endpoi
 
 # ---------------------------------------------------------------------- choosing on dev prompts
 def test_dev_prompts_are_the_last_ones_and_never_the_test_ones(tmp_path):
-    from clm.methods.dev import dev_prompts, spearman
+    from clm.data import dev_prompts
+    from clm.stats import spearman
 
     path = tmp_path / "p.jsonl"
     path.write_text("".join(json.dumps({"prompt": f"p{i}"}) + "\n" for i in range(10)))

@@ -362,7 +362,7 @@ class InterpolatedModel:
         new = out[:, enc["input_ids"].shape[1] :].tolist()  # (rows, new tokens)
         results = []
         for (i, s), w0, ids in zip(batch, steps[0], new):
-            ids, finished = _trim(ids, tok.eos_token_id, gen_cfg.pad_token_id, stop_at_eos)
+            ids, finished = trim_generated(ids, tok.eos_token_id, gen_cfg.pad_token_id, stop_at_eos)
             sched = per_prompt[i] if isinstance(per_prompt[i], Schedule) else None
             text = tok.decode(ids, skip_special_tokens=True)
             results.append(Generation(prompts[i], text, ids, w0, i, s, finished, sched))
@@ -412,7 +412,7 @@ def _generation_config(
     )
 
 
-def _trim(ids: list[int], eos_id: int | None, pad_id: int | None, stop_at_eos: bool) -> tuple[list[int], bool]:
+def trim_generated(ids: list[int], eos_id: int | None, pad_id: int | None, stop_at_eos: bool) -> tuple[list[int], bool]:
     """A row's new tokens up to (not including) the first EOS, else without trailing padding.
 
     Args:

@@ -21,29 +21,12 @@ from typing import Any
 import numpy as np
 
 from clm.errors import ConfigError
+from clm.stats import spearman
 
 Table = Any  # a pandas DataFrame (pandas is imported where used)
 
 
 # ---------------------------------------------------------------------- small statistics
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's ρ: Pearson correlation of the (average) ranks. NaN for fewer than 3 points
-    (ρ of 2 points is always ±1) or if either side is constant."""
-    import pandas as pd
-
-    if len(x) < 3:
-        return float("nan")
-    rx = pd.Series(np.asarray(x, dtype=float)).rank().to_numpy()
-    ry = pd.Series(np.asarray(y, dtype=float)).rank().to_numpy()
-    return _pearson(rx, ry)
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    x, y = x - x.mean(), y - y.mean()
-    den = np.sqrt((x * x).sum() * (y * y).sum())
-    return float((x * y).sum() / den) if den > 0 else float("nan")
-
-
 def linear_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
     """Least-squares line y ≈ slope·x + intercept.
 

@@ -31,22 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clm.errors import ConfigError
+from clm.data import DEV_PROMPTS, dev_prompts
 from clm.train.logs import held_out_losses
-
-DEV_PROMPTS = 100
-
-
-def dev_prompts(path: str | os.PathLike, n: int = DEV_PROMPTS) -> list[str]:
-    """The last ``n`` prompts of a prompts file (the book evaluates on the first ones)."""
-    from clm.data import read_texts
-
-    if not isinstance(n, int) or n < 1:
-        raise ConfigError(f"n must be a positive integer, got {n!r}")
-    texts = read_texts(path)
-    if n > len(texts) // 2:
-        raise ConfigError(f"n = {n} dev prompts would overlap the first half of {str(path)!r} ({len(texts)} prompts)")
-    return texts[-n:]
 
 
 def dev_control(

@@ -181,15 +181,3 @@ class Rows:
         return cls(ps, ss, [rows[i : i + bs] for i in range(0, len(rows), bs)])
 
 
-def trim(ids: list[int], eos_id: int | None, pad_id: int | None, stop_at_eos: bool) -> tuple[list[int], bool]:
-    """A row's new tokens up to (not including) the first EOS, else without trailing padding.
-
-    Returns:
-        (token ids, finished): finished is True when the row emitted EOS.
-    """
-    if stop_at_eos and eos_id is not None and eos_id in ids:
-        return ids[: ids.index(eos_id)], True
-    if pad_id is not None and pad_id != eos_id:
-        while ids and ids[-1] == pad_id:
-            ids.pop()
-    return ids, False

@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
+from clm.core.engine import trim_generated
 from clm.errors import ConfigError
-from clm.methods.base import Dial, GenConfig, MethodGeneration, Rows, trim
+from clm.methods.base import Dial, GenConfig, MethodGeneration, Rows
 
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -91,7 +92,7 @@ def decode(
         eos_id, pad: EOS ends a row (when ``gen.stop_at_eos``); finished rows are filled with ``pad``.
 
     Returns:
-        (N, new) token ids as lists (EOS and padding included; see :func:`clm.methods.base.trim`).
+        (N, new) token ids as lists (EOS and padding included; see :func:`clm.core.engine.trim_generated`).
     """
     mask, step_ids, out = attention_mask, input_ids, []
     unfinished = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)  # (N,)
@@ -190,7 +191,7 @@ class LoopMethod:
                 torch.manual_seed(seed + b)
             new = self.generate_batch(texts, ss, gen)
             for (i, k), s, text, ids in zip(batch, ss, texts, new):
-                ids, finished = trim(ids, tok.eos_token_id, pad_id(tok), stop_at_eos)
+                ids, finished = trim_generated(ids, tok.eos_token_id, pad_id(tok), stop_at_eos)
                 shown = None if text == plan.prompts[i] else text
                 g = MethodGeneration(
                     plan.prompts[i],

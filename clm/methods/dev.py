@@ -1,6 +1,6 @@
 """Choosing each method's hyper-parameters on development prompts, by rules written down first.
 
-The development prompts are the **last** ``n`` WritingPrompts prompts (:func:`dev_prompts`); the
+The development prompts are the **last** ``n`` WritingPrompts prompts (:func:`clm.data.dev_prompts`); the
 book evaluates on the first ones, so they never meet. Each ``choose_*`` returns a JSON-ready
 record (the rule in words, every candidate's numbers, the choice) for the chapter to ship.
 
@@ -20,46 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from clm.errors import ConfigError
 from clm.methods.base import Method
+from clm.stats import spearman
 
-DEV_PROMPTS = 100
 STEERING_GRID = (-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
-
-
-def dev_prompts(path: str | os.PathLike, n: int = DEV_PROMPTS) -> list[str]:
-    """The last ``n`` prompts of a prompts file; refuses any that the first ``n`` (test) could hold."""
-    from clm.data import read_texts
-
-    if not isinstance(n, int) or n < 1:
-        raise ConfigError(f"n must be a positive integer, got {n!r}")
-    texts = read_texts(path)
-    if n > len(texts) // 2:
-        raise ConfigError(f"n = {n} dev prompts would overlap the first half of {str(path)!r} ({len(texts)} prompts)")
-    return texts[-n:]
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's ρ (average ranks for ties); NaN when either side is constant."""
-
-    def ranks(v: np.ndarray) -> np.ndarray:
-        order = np.argsort(v, kind="mergesort")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v), dtype=float)
-        for val in np.unique(v):  # average the ranks of ties
-            r[v == val] = r[v == val].mean()
-        return r
-
-    a, b = ranks(np.asarray(x, float)), ranks(np.asarray(y, float))
-    if a.std() == 0 or b.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _score(scorer: Any, texts: list[str]) -> np.ndarray:
