@@ -251,6 +251,19 @@ show.table(goals, caption="The project's targets: measured, goal, met")
 # path's extra FLOPs per token, like its extra bytes, are R·(d_in + d_out) per module relative to
 # d_in·d_out.
 
+# %% [markdown]
+# ## Sharding a sweep across processes
+#
+# A sweep's batches are independent, so `torchrun --nproc_per_node N -m clm sweep …` splits them
+# over N processes (gloo on a CPU, NCCL on GPUs; each rank writes its own parts, rank 0 merges
+# them into the same table as one process). `python -m clm bench sharding` times one sweep both
+# ways on the same cores and records it in the saved benchmark:
+
+# %% tags=["remove-input"]
+from clm.bench import sharding
+
+show.findings("{line}.", line=sharding.describe(res.get("sharding")))
+
 # %% tags=["remove-input"]
 _ = P.record(
     "07_cost_of_interpolation",

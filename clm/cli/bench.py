@@ -52,7 +52,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, help="write the JSON here (else only print it)")
     p.add_argument("--note", help="a remark saved with the run (e.g. what else the machine was doing)")
     p.set_defaults(run=run)
-    cmds = p.add_subparsers(dest="bench_command", metavar="{train}")
+    cmds = p.add_subparsers(dest="bench_command", metavar="{train,sharding}")
     t = cmds.add_parser("train", help="training tokens/s: clm.train against plain PEFT + Trainer")
     t.add_argument("--model", default="smollm2-135m")
     t.add_argument("--preset", choices=list(PRESETS), default="cpu", help="the training preset")
@@ -63,6 +63,12 @@ def add_parser(sub) -> None:
     t.add_argument("--grad-accum", type=count(1), metavar="N", help="override the preset's grad_accum")
     t.add_argument("--data-dir", type=Path, help="the shared data (default: $CLM_DATA_DIR or ../shared/data)")
     t.set_defaults(run=train)
+    s = cmds.add_parser("sharding", help="a sweep as 2 processes x 1 thread against 1 process x 2 threads")
+    s.add_argument("--out", type=Path, default=Path("clm/assets/bench/cpu-smollm2-135m.json"), help="the bench JSON")
+    s.add_argument("--show", action="store_true", help="print the recorded measurement and exit")
+    s.add_argument("--processes", type=count(2), default=2, metavar="N")
+    s.add_argument("sweep_args", nargs=argparse.REMAINDER, help="-- then the arguments of python -m clm sweep (no --out)")
+    s.set_defaults(run=sharding)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,4 +135,21 @@ def train(args: argparse.Namespace) -> int:
         args.data_dir,
     )
     print(json.dumps({**res, "command": args.command_line}))
+    return 0
+
+
+def sharding(args: argparse.Namespace) -> int:
+    from clm.bench import sharding as sh
+    from clm.errors import ConfigError
+
+    if args.show:
+        data = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        print(sh.describe(data.get("sharding")))
+        return 0
+    sweep_args = [a for a in args.sweep_args if a != "--"]
+    if not sweep_args or "--out" in sweep_args:
+        raise ConfigError("give the sweep's arguments after --, without --out (e.g. -- --design single:sentiment ...)")
+    result = sh.measure(sweep_args, args.processes)
+    sh.record(args.out, result)
+    print(sh.describe(result))
     return 0
