@@ -35,9 +35,13 @@
 # - each finished adapter is written atomically beside a `clm_adapter.json` that records the
 #   base model's fingerprint, the config, the sha256 of the data and the loss curve.
 #
-# Run time: `tiny` trains pico adapters in seconds. `cpu` reuses the shipped SmolLM2-135M
-# endpoints when they exist (set `reuse_endpoints = False` to retrain: about 4 minutes per
-# pole on 2 CPU cores, ~40 minutes for all five attributes); `gpu` trains with the paper's recipe.
+# ```{admonition} Run time
+# :class: note
+# **With what `clm` ships** (the endpoints), `cpu` loads them and takes under a minute on 2 CPU
+# cores. **Retraining** (`reuse_endpoints = False`) takes about 4 minutes per pole on 2 CPU
+# cores, about 40 minutes for all five attributes; `tiny` trains pico adapters in seconds and
+# `gpu` trains with the paper's recipe.
+# ```
 
 # %% tags=["parameters", "hide-input"]
 # Settings: a value here wins over $CLM_PRESET / $CLM_RUN_DIR, which win over the defaults.

@@ -31,9 +31,14 @@
 # simplicity, an easy task), and it is a *good measure* only if it also holds on a second
 # source from another domain, and if its probabilities mean what they say (calibration).
 #
-# Run time: `tiny` trains throwaway heads on a pico encoder in seconds; `cpu` and `gpu` load the
-# shipped heads and score every test file (about 30k texts: ~8 minutes on 2 CPU cores the first
-# time, seconds once the embeddings are cached), then measure WikiText-2 perplexity.
+# ```{admonition} Run time
+# :class: note
+# **With what `clm` ships** (the scorer heads), `cpu` and `gpu` score every test file (about 30k
+# texts) and measure WikiText-2 perplexity: about 2–3 minutes on 2 CPU cores, up to ~8 the first
+# time, while the encoder's embeddings are not yet cached. **Retraining the heads**
+# (`python -m clm scorers train`) adds a few minutes per attribute; `tiny` trains throwaway heads
+# on a pico encoder in seconds.
+# ```
 
 # %% tags=["parameters", "hide-input"]
 # Settings: a value here wins over $CLM_PRESET / $CLM_RUN_DIR, which win over the defaults.

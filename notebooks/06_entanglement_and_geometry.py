@@ -27,8 +27,12 @@
 # $E_{ij} = 0.5$ means that moving $\alpha_i$ moves attribute $j$ half as much as it moves
 # attribute $i$; the sign says in which direction.
 #
-# Run time: this chapter reads chapter 4's sweep tables from the run dir, so it takes seconds;
-# if a table is missing it runs that sweep (the cost of chapter 4 for that attribute).
+# ```{admonition} Run time
+# :class: note
+# **With what `clm` ships** (chapter 4's sweep tables, copied into the run dir), this chapter
+# reads them and takes seconds. **Regenerating**: a missing table runs that attribute's sweep,
+# at chapter 4's cost for it (about 15 minutes per attribute at `cpu` on 2 CPU cores).
+# ```
 
 # %% tags=["parameters", "hide-input"]
 # Settings: a value here wins over $CLM_PRESET / $CLM_RUN_DIR, which win over the defaults.

@@ -65,10 +65,13 @@
 # - **DExperts-style mixing** {cite:p}`liu2021dexperts`: one pass per model per token (base + 10 endpoints),
 #   logits mixed; per-row settings.
 #
-# Run time: `tiny` runs a seconds-long benchmark on the pico model (its numbers mean nothing);
-# `cpu` shows the saved run on the embedded default (a few minutes on 2 CPU cores to rerun with
-# `rerun_benchmark = True`); `gpu` reruns it on the GPU and adds a 1.1B-parameter model
-# built from a config.
+# ```{admonition} Run time
+# :class: note
+# **With what `clm` ships** (the saved benchmark), `cpu` shows it in seconds. **Rerunning it**
+# (`rerun_benchmark = True`) takes a few minutes on 2 CPU cores; `gpu` reruns it on the GPU and
+# adds a 1.1B-parameter model built from a config; `tiny` runs a seconds-long benchmark on the
+# pico model (its numbers mean nothing).
+# ```
 
 # %% tags=["parameters", "hide-input"]
 # Settings: a value here wins over $CLM_PRESET / $CLM_RUN_DIR, which win over the defaults.
