@@ -20,14 +20,20 @@ from typing import Any
 from clm.errors import DataError, ModelError
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: read once, at import
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def _tmp_sibling(path: Path) -> Path:
     # per process and unique: parallel jobs (or ranks) may write the same table
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    # mkstemp makes the file 0600; give it the mode a plain open() would (0666 less the umask)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
+    os.chmod(name, _FILE_MODE)  # mkstemp makes it 0600; a plain open() would give _FILE_MODE
     return Path(name)
 
 

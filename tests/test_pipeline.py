@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from clm.book import pipeline
+from clm.book import nbclean, pipeline
 from clm.book.nbclean import cell_defaults, fold_parameters
 from clm.book.params import REPO
 from clm.errors import ConfigError
@@ -232,7 +232,7 @@ def test_strip_volatile_and_progress_bars():
     cell.metadata["execution"] = {"iopub.execute_input": "t"}
     cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=" 10%|#\r 50%|####\r100%|########|\ndone\n")]
     nb.cells = [cell]
-    out = pipeline.strip_volatile(nb)
+    out = nbclean.strip_volatile(nb)
     assert out.metadata.papermill == {"parameters": {"seed": 0}}
     assert out.cells[0].metadata == {} and out.cells[0].execution_count == 4
     assert out.cells[0].outputs[0]["text"] == "100%|########|\ndone\n"
@@ -242,19 +242,19 @@ def test_strip_volatile_and_progress_bars():
         nbformat.v4.new_markdown_cell("x = 1"),
         nbformat.v4.new_code_cell("x = 1"),
     ]
-    ids = [c.id for c in pipeline.strip_volatile(nbformat.v4.new_notebook(cells=same)).cells]
+    ids = [c.id for c in nbclean.strip_volatile(nbformat.v4.new_notebook(cells=same)).cells]
     again = [
         nbformat.v4.new_code_cell("x = 1"),
         nbformat.v4.new_markdown_cell("x = 1"),
         nbformat.v4.new_code_cell("x = 1"),
     ]
-    assert ids == [c.id for c in pipeline.strip_volatile(nbformat.v4.new_notebook(cells=again)).cells]
+    assert ids == [c.id for c in nbclean.strip_volatile(nbformat.v4.new_notebook(cells=again)).cells]
     assert len(set(ids)) == 3 and ids[2] == ids[0] + "-2"
     # bars as separate stream messages (how nbclient records tqdm): only the last state stays
     stream = lambda text, name="stderr": nbformat.v4.new_output("stream", name=name, text=text)  # noqa: E731
     cell.outputs = [stream("loading\n"), stream("  0%|   | 0/3"), stream(" 50%|#  | 1/3"), stream("100%|###| 3/3"),
                     stream("\n"), stream("result\n", "stdout"), stream("x: 10%|#| 1/9\n")]  # fmt: skip
-    outs = pipeline.strip_volatile(nb).cells[0].outputs
+    outs = nbclean.strip_volatile(nb).cells[0].outputs
     assert [(o["name"], o["text"]) for o in outs] == [
         ("stderr", "loading\n100%|###| 3/3\n"),
         ("stdout", "result\n"),
@@ -281,7 +281,7 @@ def test_progress_bar_widgets_become_their_final_line():
     cell.outputs = [view("box", "perplexity:   0%|          | 0/9"), view("gone", "ppl:   0%|          | 0/9"),
                     view("slider", "FloatSlider(value=0.5)")]  # fmt: skip
     nb.cells = [cell]
-    outs = pipeline.strip_volatile(nb).cells[0].outputs
+    outs = nbclean.strip_volatile(nb).cells[0].outputs
     assert outs[0]["data"] == {"text/plain": "perplexity: 100%|██████████| 9/9 [00:01<00:00, 5.1it/s]"}
     assert len(outs) == 2 and "application/vnd.jupyter.widget-view+json" in outs[1]["data"]  # not a bar: kept
     assert "widgets" not in nb.metadata

@@ -10,7 +10,7 @@ import pytest
 
 import clm
 from clm.errors import ConfigError, WeightsError
-from clm.experiments import designs, sweep, sweep_perplexity, tables
+from clm.experiments import designs, sweep, sweep_perplexity, sweep_scoring, tables
 
 PROMPTS = ["Once upon a time", "The cat", "A long and winding road to"]
 
@@ -283,7 +283,7 @@ def test_head_scorers_share_one_embedding_pass_per_batch():
         ),
     }
     texts = ["a cat", "banana", "", "xyz"]
-    scores = sweep.score_all(texts, {**heads, "humor": Frac("xyz")})
+    scores = sweep_scoring.score_all(texts, {**heads, "humor": Frac("xyz")})
     assert list(scores) == ["score_sentiment", "score_formality", "score_humor"] and Encoder.calls == 1
     for name, sc in heads.items():
         np.testing.assert_allclose(scores[f"score_{name}"], sc.score(texts))

@@ -1,6 +1,6 @@
 """Executed notebooks as they are committed: what changes on every run is dropped, progress
 bars are collapsed to their last state, and streams are merged, so a rerun's diff shows only
-what really changed (:func:`strip_volatile`, used by :mod:`clm.pipeline`).
+what really changed (:func:`strip_volatile`, used by :mod:`clm.book.pipeline`).
 
 An executed notebook and its ``py:percent`` text are written as a jupytext pair
 (:func:`paired_notebook`): papermill's ``injected-parameters`` cell is folded into the

@@ -42,12 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from clm.book.chapters import CHAPTERS, check_names
-from clm.book.nbclean import (  # noqa: F401 (strip_volatile: re-exported)
+from clm.book.nbclean import (
     cell_defaults,
     paired_notebook,
     parameters_cell,
     same_value,
-    strip_volatile,
 )
 from clm.book.params import DEFAULT_PRESET, ENV
 from clm.errors import ClmError, ConfigError

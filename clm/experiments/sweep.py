@@ -5,8 +5,8 @@ A sweep is a list of :class:`Setting` (from a design below) × prompts × sample
 one batch, each with its own weights (the engine's per-row coefficients), so a grid of 13 α
 values costs what one setting costs at 13× the batch.
 
-Designs (:mod:`clm.designs`, re-exported here): :func:`single_attribute`, :func:`multi_attribute`,
-:func:`simplex`, :func:`custom`.
+Designs live in :mod:`clm.experiments.designs` (:func:`~clm.experiments.designs.single_attribute`,
+``multi_attribute``, ``simplex``, ``custom``); scoring and fluency in :mod:`clm.experiments.sweep_scoring`.
 
 Running (:func:`run_sweep`) is resumable and idempotent. The rows are cut into chunks of
 ``batch_size``; each chunk is keyed by what its generations depend on (the generation settings,
@@ -41,11 +41,11 @@ from clm.errors import ConfigError
 from clm.eval.scoring import Scorer
 from clm.experiments.designs import Setting, as_settings, setting_columns
 from clm.experiments.keys import chunk_key, chunk_seed, endpoints_for
-from clm.experiments.sweep_scoring import Scoring, base_fluency, score_all
+from clm.experiments.sweep_scoring import Scoring, base_fluency
 from clm.experiments.sweep_shard import barrier, clear_marks, mark_done, resolve_shard, wait_for_ranks
 from clm.experiments.tables import check_out, read_table, write_table
 
-__all__ = ["SweepPlan", "plan_chunks", "run_sweep", "score_all", "base_fluency"]
+__all__ = ["SweepPlan", "plan_chunks", "run_sweep"]
 
 #: A generation's columns, as stored (the setting columns are derived from the settings).
 GEN_COLUMNS = ("seed", "prompt_index", "prompt", "sample", "continuation", "n_tokens", "finished", "chunk", "token_ids")

@@ -3,8 +3,8 @@
 :func:`wikitext_perplexity` turns a text file (WikiText-2 test) into a ``weights -> perplexity``
 callable that names what its values depend on (the endpoints, the text's sha256 and the window
 settings); :func:`perplexity_table` measures it once per setting, resumably, reusing stored values
-only in the same context. Both are re-exported by :mod:`clm.sweep`, whose ``run_sweep(perplexity=)``
-calls them.
+only in the same context. :func:`clm.experiments.sweep.run_sweep` calls them for its
+``perplexity=``.
 """
 
 from __future__ import annotations

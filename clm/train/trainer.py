@@ -268,7 +268,7 @@ def train_endpoints(
     """Train the endpoint adapters of ``config`` and add them to an endpoints directory.
 
     Args:
-        config: the training config (see :mod:`clm.config`).
+        config: the training config (see :mod:`clm.train.config`).
         run_dir: the run directory; work files go to ``<run_dir>/train``.
         endpoints_dir: the endpoints directory (default ``<run_dir>/endpoints``); created if absent.
             Attributes already in it are skipped.
