@@ -231,8 +231,50 @@ class Entanglement(Sweeps):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Control(Sweeps):
+    """07_control: target scores (fit on development prompts, asked on the evaluation prompts),
+    the recalibration on prompts of another kind, a scheduled arc, and the dial."""
+
+    attributes: list[str] = param(None, names())
+    n_dev: int = param(None, count(1, none=True))
+    n_targets: int = param(5, count(2))
+    min_range: float = param(0.25, number(0, 1, lo_open=True))
+    max_ppl_ratio: float = param(1.3, number(1, lo_open=True))
+    pair: list[str] = param(["sentiment", "formality"], names(length=2, none=False))
+    other_prompts_file: Path = param(None, path())
+    n_calibrate: int = param(20, count(2))
+    schedule_tokens: int = param(None, count(2, none=True))
+    dial: bool = param(True, flag())
+    dev_prompts: list[str] = field(default_factory=list)  # the last n_dev prompts of prompts_file
+
+    def resolve(self) -> dict[str, Any]:
+        from clm.data import dev_prompts, read_texts
+        from clm.paths import ASSETS
+
+        out, p = super().resolve(), self.preset
+        attributes = self.names_of("attributes", self.attributes, out["ends"])
+        pair = self.names_of("pair", self.pair, out["ends"])
+        if pair[0] == pair[1] or any(a not in attributes for a in pair):
+            raise self.bad("pair", f"must be two different attributes among {attributes}, got {self.pair}")
+        other = self.other_prompts_file or ASSETS / "prompts" / "everyday.txt"
+        other = checks.existing_file(self.notebook, "other_prompts_file", Path(other).expanduser())
+        n_other = len(read_texts(other))
+        if n_other < self.n_calibrate + 2:
+            raise self.bad("n_calibrate", f"leaves fewer than 2 of the {n_other} other prompts to evaluate on")
+        n_dev = self.n_dev or p.n_prompts
+        try:
+            dev = dev_prompts(out["prompts_file"], n_dev)
+        except ConfigError as err:
+            raise self.bad("n_dev", str(err)) from None
+        return dict(
+            out, attributes=attributes, pair=pair, other_prompts_file=other, n_dev=n_dev, dev_prompts=dev,
+            schedule_tokens=self.schedule_tokens or 2 * p.max_new_tokens,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
 class Cost(Chapter):
-    """07_cost_of_interpolation: the cost benchmark, run or loaded."""
+    """08_cost_of_interpolation: the cost benchmark, run or loaded."""
 
     NEEDS_DATA: ClassVar[bool] = False
     rerun_benchmark: bool = param(None, flag(none=True))
@@ -256,7 +298,7 @@ class Cost(Chapter):
 
 @dataclass(frozen=True, kw_only=True)
 class Conclusions(Chapter):
-    """08_conclusions: the paper's claims, point by point, from what chapters 1-7 recorded."""
+    """09_conclusions: the paper's claims, point by point, from what chapters 1-8 recorded."""
 
     NEEDS_DATA: ClassVar[bool] = False
     min_spearman: float = param(0.9, number(0, 1, lo_open=True))
@@ -272,8 +314,9 @@ CHAPTERS: dict[str, type[Chapter]] = {
     "04_single_attribute": SingleAttribute,
     "05_multi_attribute": MultiAttribute,
     "06_entanglement_and_geometry": Entanglement,
-    "07_cost_of_interpolation": Cost,
-    "08_conclusions": Conclusions,
+    "07_control": Control,
+    "08_cost_of_interpolation": Cost,
+    "09_conclusions": Conclusions,
 }
 
 

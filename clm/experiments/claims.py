@@ -9,7 +9,7 @@ numbers; :func:`verdict_table` lays them out as a tidy DataFrame (claim, attribu
 holds). ``holds`` is None where the number was not measured; a NaN value fails (it never
 passes a bar). Nothing here reads printed text.
 
-Chapters pass one :class:`Thresholds` on: chapter 4 uses :data:`DEFAULT`, chapter 8 builds one
+Chapters pass one :class:`Thresholds` on: chapter 4 uses :data:`DEFAULT`, chapter 9 builds one
 from its parameters, chapter 3 reads each scorer's bar from it.
 """
 
@@ -52,6 +52,8 @@ class Thresholds:
             multiple of the smallest attribute's.
         shared_shift: the perplexity shift counts as shared by both poles if even the most fluent
             α in ``interval`` is above this fraction of ``max_ppl_ratio``.
+        max_target_error: control (chapter 7): the mean absolute error between requested and
+            achieved mean scores that a controller must stay within, per attribute.
     """
 
     min_spearman: float = 0.9
@@ -64,9 +66,11 @@ class Thresholds:
     min_passing: int = 4
     close_endpoints: float = 1.25
     shared_shift: float = 0.9
+    max_target_error: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("min_spearman", "min_range", "max_ppl_ratio", "entangled_at", "close_endpoints", "shared_shift"):
+        for name in ("min_spearman", "min_range", "max_ppl_ratio", "entangled_at", "close_endpoints", "shared_shift",
+                     "max_target_error"):
             _check_positive(name, getattr(self, name))
         for a, bar in dict(self.scorer_bar).items():
             _check_positive(f"scorer_bar[{a!r}]", bar)

@@ -157,10 +157,12 @@ class Controller:
         is unchanged). Its cost: ``.calibration["generations"]``. Keywords: ``alphas`` (default
         0, 0.5, 1), ``attributes``, ``mode`` ("shift" or "attribute"), ``num_samples``, and
         ``im.generate``'s (max_new_tokens, seed, batch_size, …); see
-        :mod:`clm.experiments.control_calibrate`."""
+        :mod:`clm.experiments.control_calibrate`. ``table=``: take the generations from a sweep
+        table of :func:`clm.experiments.control_calibrate.design`'s settings over ``prompts``
+        (resumable and keyed, as in the control chapter) instead of generating them here."""
         from clm.experiments.control_calibrate import calibrated
 
-        if self.endpoints is not None:
+        if self.endpoints is not None and im is not None:
             self.check(im)
         return Controller(calibrated(self.data, self.model, im, prompts, scorers, budget=budget, **kw))
 
@@ -394,12 +396,12 @@ class Controller:
 
 
 def shipped_controller(model_name: str = "smollm2-135m", refresh: bool = False) -> Controller:
-    """The controller of the tables shipped for ``model_name`` (``clm/assets/tables/<model>``),
-    fitted once and cached as JSON under the cache directory, keyed by the tables' sha256."""
+    """The controller of the fit sweeps shipped for ``model_name``
+    (``clm/assets/tables/<model>/control/fit_*``, on the development prompts), fitted once and cached as JSON under the cache directory, keyed by the tables' sha256."""
     from clm.io import sha256_file
 
-    root = shipped_dir("tables", model_name)
-    files = sorted(root.glob("*.parquet")) if root.is_dir() else []
+    root = shipped_dir("tables", model_name) / "control"  # the fit sweeps, on the development prompts
+    files = sorted(root.glob("fit_*.parquet")) if root.is_dir() else []
     if not files:
         raise ConfigError(f"no shipped sweep tables for {model_name!r} in {str(root)!r}")
     key = sha256_file_list(files, sha256_file)

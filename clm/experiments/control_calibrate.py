@@ -56,6 +56,18 @@ def measure(
         return np.nanmean(vals.reshape(len(settings), len(prompts), num_samples, -1), axis=2)
 
 
+def measure_table(table: Any, settings: list[Weights], cols: list[str], n_prompts: int) -> np.ndarray:
+    """(settings, prompts, scores) mean score per prompt (over samples) from a sweep table's rows
+    (:func:`design`'s settings over prompts 0 … n_prompts − 1); a missing setting is an error."""
+    out = []
+    for w in settings:
+        sub = table[(table.weights == w.to_json()) & (table.prompt_index < n_prompts)]
+        if sub.prompt_index.nunique() < n_prompts:
+            raise ConfigError(f"the calibration table lacks setting {w} for some of the first {n_prompts} prompts")
+        out.append(sub.groupby("prompt_index")[cols].mean().sort_index().to_numpy(float))
+    return np.stack(out)
+
+
 def predicted(model: Model, settings: list[tuple[str | None, Weights]], cols: list[int]) -> np.ndarray:
     """(settings, J') the model's means at the calibration settings."""
     out = []
@@ -79,6 +91,7 @@ def calibrated(
     attributes: Sequence[str] | None = None,
     mode: str = "shift",
     num_samples: int = 1,
+    table: Any = None,
     **generate_kwargs: Any,
 ) -> dict[str, Any]:
     """A controller's statistics refitted on ``prompts`` (see the module docstring).
@@ -103,8 +116,12 @@ def calibrated(
         raise ConfigError(f"budget={budget} generations is too small: a calibration needs at least {2 * per} here")
     prompts = prompts[:n]
     settings = design(attrs, alphas)
-    gen = {"seed": 0, "progress": False, **generate_kwargs}
-    y = measure(im, prompts, {s: scorers[s] for s in scored}, [w for _, w in settings], num_samples, gen)  # (S, P, J')
+    if table is not None:  # the calibration's generations from a sweep table (resumable, keyed)
+        y = measure_table(table, [w for _, w in settings], [f"score_{s}" for s in scored], n)
+        num_samples = int(table.groupby(["weights", "prompt_index"]).size().max())
+    else:
+        gen = {"seed": 0, "progress": False, **generate_kwargs}
+        y = measure(im, prompts, {s: scorers[s] for s in scored}, [w for _, w in settings], num_samples, gen)
     cols = [names.index(s) for s in scored]
     resid = y - predicted(model, settings, cols)[:, None, :]  # (S, P, J')
     new = copy.deepcopy(dict(data))

@@ -11,6 +11,7 @@ the interpolation band α ∈ [0, 1] shaded, the extrapolation bands hatched.
 ``clm`` does not import this package; ``import clm.plots`` loads matplotlib and seaborn.
 """
 
+from clm.plots.control import control_curves, joint_grid, requested_vs_achieved, schedule_arc
 from clm.plots.curves import loss_curves, perplexity_curve, response_curves
 from clm.plots.data import calibration, corpus_overview, scorer_accuracy
 from clm.plots.matrices import cosine_heatmap, distance_heatmap, entanglement_heatmap, mds_scatter
@@ -41,7 +42,7 @@ from clm.plots.style import (
 __all__ = [
     "ATTRIBUTE_COLORS", "BASE_COLOR", "EXTRAP_COLOR", "INTERP_COLOR", "MIN_FONT_PT", "PALETTE", "POLE_COLORS",
     "ROW_IN", "SERIES_COLORS", "WIDTH_IN", "attribute_colors", "band_handles", "barycentric", "calibration",
-    "corpus_overview", "cosine_heatmap", "distance_heatmap", "entanglement_heatmap", "grid", "loss_curves",
-    "mds_scatter", "outer_labels", "perplexity_curve", "response_curves", "save", "score_label", "scorer_accuracy", "shade_bands",
-    "shades", "shared_legend", "spider", "spider_panels", "style", "ternary",
+    "control_curves", "corpus_overview", "cosine_heatmap", "distance_heatmap", "entanglement_heatmap", "grid", "joint_grid", "loss_curves",
+    "mds_scatter", "outer_labels", "perplexity_curve", "requested_vs_achieved", "response_curves", "save", "score_label", "scorer_accuracy", "shade_bands",
+    "schedule_arc", "shades", "shared_legend", "spider", "spider_panels", "style", "ternary",
 ]  # fmt: skip
