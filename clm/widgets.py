@@ -54,7 +54,6 @@ class Dial:
         self.results: list[Any] = []
         self.plan: Any = None
         self.attributes = list(im.attributes)
-        lay = W.Layout(width="420px")
         self.prompt = W.Textarea(value=prompt, description="prompt", layout=W.Layout(width="520px", height="60px"))
         self.mode = W.ToggleButtons(options=["alpha", "target score"], value="alpha", description="mode")
         self.mode.disabled = controller is None
@@ -62,12 +61,14 @@ class Dial:
             a: W.Checkbox(value=False, description=a, indent=False, layout=W.Layout(width="110px"))
             for a in self.attributes
         }
-        self.alpha = {
-            a: W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="α", layout=lay)
+        self.alpha = {  # one Layout per slider: _refresh shows and hides each one on its own
+            a: W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="α", layout=W.Layout(width="420px"))
             for a in self.attributes
         }
         self.target = {
-            a: W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01, description="target", layout=lay)
+            a: W.FloatSlider(
+                value=0.5, min=0.0, max=1.0, step=0.01, description="target", layout=W.Layout(width="420px")
+            )
             for a in self.attributes
         }
         self.lam = {
@@ -97,7 +98,19 @@ class Dial:
              W.HBox([self.decoding, self.seed]), W.HBox([self.tokens, self.samples]),
              W.HBox([self.button, self.progress, self.status]), self.info, self.output]
         )  # fmt: skip
+        self._add_classes()
         self._refresh()
+
+    def _add_classes(self) -> None:
+        """Stable CSS classes (``clm-dial``, ``clm-dial-generate``, ``clm-dial-alpha-<attribute>``, ...),
+        so a browser (tests/test_dial_browser.py) finds each control without counting boxes."""
+        self.widget.add_class("clm-dial")
+        for name in ("prompt", "mode", "extrapolate", "lam_mode", "max_ppl", "decoding", "seed", "tokens",
+                     "samples", "button", "progress", "status", "info", "output"):  # fmt: skip
+            getattr(self, name).add_class("clm-dial-" + ("generate" if name == "button" else name.replace("_", "-")))
+        for kind in ("on", "alpha", "target", "lam", "band"):
+            for a, w in getattr(self, kind).items():
+                w.add_class(f"clm-dial-{kind}-{a}")
 
     # ------------------------------------------------------------------ state
     def _on_extrapolate(self, change: Any = None) -> None:
@@ -204,7 +217,7 @@ class Dial:
             parts.append(
                 f'<div style="margin:6px 0;padding:6px;border-left:3px solid #4a7"><span style="color:#777">'
                 f"{html.escape(g.prompt)}</span><b>{html.escape(g.text)}</b>"
-                f'<div style="font-family:monospace;font-size:11px">{bars}</div></div>'
+                f'<div style="font-family:monospace;font-size:11px;white-space:pre">{bars}</div></div>'
             )
         return "".join(parts)
 

@@ -52,7 +52,7 @@ n_prompts = None  # evaluation prompts: the first n (None: the preset's)
 n_samples = None  # continuations per prompt (None: the preset's)
 n_dev = None  # development prompts: the last n of prompts_file (None: the preset's n_prompts)
 n_targets = 5  # requested scores per attribute
-min_range = 0.25  # attributes whose α = 0 → 1 range on the development prompts is at least this get targets
+min_range = 0.25  # attributes whose range from α 0 to 1 (development prompts) reaches this get targets
 max_ppl_ratio = 1.3  # the perplexity budget: predicted WikiText-2 perplexity / the base model's
 pair = ["sentiment", "formality"]  # the two attributes of the joint targets
 other_prompts_file = None  # prompts of another kind (None: clm/assets/prompts/everyday.txt)
@@ -327,15 +327,19 @@ P.record(
 
 # %% tags=["remove-input"]
 worst = s_mae.idxmax() if len(s_mae) else "–"
+naive_rows = joint[joint.method == "naive"]
+n_pred = float((naive_rows.predicted - naive_rows.requested).abs().mean())
 nums = dict(
     n_dev=len(dev_prompts), n_eval=n_eval, mae=float(single.error.abs().mean()), n_t=len(single),
-    n_a=len(s_mae), per=", ".join(f"{a} {v:.3f}" for a, v in s_mae.items()), worst=worst,
+    n_a=f"{len(s_mae)} attribute{'s' if len(s_mae) != 1 else ''}", per=", ".join(f"{a} {v:.3f}" for a, v in s_mae.items()), worst=worst,
     worst_mae=float(s_mae.max()), goal=" — within the 0.05 goal for every attribute" if s_mae.max() <= 0.05
     else f" — above the 0.05 goal for {', '.join(a for a, v in s_mae.items() if v > 0.05)}",
     cov=float(single.covered.mean()), ppl=float(single.ppl_ratio.max()), budget=P.max_ppl_ratio,
-    excluded="" if len(chosen) == len(rng) else "Left out, with a range below {:g}: {}.".format(
-        P.min_range, ", ".join(f"{a} ({rng[a]:.2f})" for a in rng if a not in chosen)),
-    j=float(j_mae.get("joint", np.nan)), n=float(j_mae.get("naive", np.nan)),
+    excluded=("" if len(chosen) == len(rng) else "Left out, with a range below {:g}: {}.".format(
+        P.min_range, ", ".join(f"{a} ({rng[a]:.2f})" for a in rng if a not in chosen)))
+    + ("" if any_reach else f" No attribute reaches {P.min_range:g} here, so the widest, {chosen[0]}, stands in."),
+    j=float(j_mae.get("joint", np.nan)), n=float(j_mae.get("naive", np.nan)), n_pred=n_pred,
+    n_explained="foresees" if abs(n_pred - j_mae.get("naive", np.nan)) <= 0.5 * j_mae.get("naive", np.nan) else "does not foresee",
     jv=": the correction wins" if j_mae.get("joint", 1) < j_mae.get("naive", 0) else ": the correction does not win",
     rb=float(r_mae.get("before", np.nan)), ra=float(r_mae.get("after", np.nan)), n_cal=len(calib_prompts),
     gens=int(recal.calibration["generations"]), n_oth=n_other,
@@ -351,12 +355,13 @@ nums = dict(
 # %% tags=["remove-input"]
 show.findings(
     "Fitted on {n_dev} development prompts, the controller met single targets on the {n_eval} evaluation prompts "
-    "with a mean absolute error of {mae:.3f} over {n_t} targets of {n_a} attributes ({per}); the worst attribute, "
+    "with a mean absolute error of {mae:.3f} over {n_t} targets of {n_a} ({per}); the worst attribute, "
     "{worst}, erred by {worst_mae:.3f} on average{goal}. Its 95 % intervals covered {cov:.0%} of the achieved means, "
     "and no setting exceeded a perplexity ratio of {ppl:.2f} (the budget: {budget:g}). {excluded}\n\n"
     "For two targets at once the corrected solve erred by {j:.3f}, the naive one by {n:.3f}{jv}. The naive solve "
-    "takes each α from its own curve but runs the two attributes at λ = ½ each, which halves each attribute's "
-    "effect; most of its error is that dilution, not entanglement.\n\n"
+    "takes each α from that attribute's own curve, ignoring both the other attribute's cross-effect and the "
+    "halving of each effect at λ = ½; the controller's model predicted its error as {n_pred:.3f}, so the model "
+    "{n_explained} what goes wrong.\n\n"
     "On prompts of another kind the WritingPrompts fit erred by {rb:.3f}; recalibrating on {n_cal} of them "
     "({gens:,} generations) brought the error on the other {n_oth} to {ra:.3f}{rv}.\n\n"
     "The scheduled arc moved {a_s} from {h1:.2f} in the first half to {h2:.2f} in the second, against "

@@ -267,6 +267,25 @@ from clm.bench import sharding
 
 show.findings("{line}.", line=sharding.describe(res.get("sharding")))
 
+# %% [markdown]
+# ## Schedules and asking for a score
+#
+# A schedule (chapter 7) moves α while the text is generated; between two decode steps only the
+# coefficient table changes, so its price is one table rewrite per token. `python -m clm bench
+# control` decodes one batch of 8 rows at a fixed setting (every α at 0.5) and with a schedule that
+# moves every attribute's α from 0.25 to 0.75 over the tokens, rewriting the table before every
+# token (the same prompts, greedy, the same seed; goal: at least 0.95× the fixed setting's tokens
+# per second). It also times the controller's solve, `Controller.weights_for`, for one target and
+# for two solved jointly (goal: under 10 ms), and records both in the saved benchmark:
+
+# %% tags=["remove-input"]
+control = res.get("control")
+if control:
+    ctable = report.control_table(control)
+    ctable["met"] = ctable["met"].map({True: "yes", False: "no"}).fillna("–")
+    display(show.table(ctable, caption="A schedule against the fixed setting, and the time to solve for a score"))
+show.findings("{line}.", line=report.control_text(control))
+
 # %% tags=["remove-input"]
 _ = P.record(
     "08_cost_of_interpolation",
@@ -286,7 +305,8 @@ _ = P.record(
 # %% tags=["remove-input"]
 met = [t["met"] for t in report.targets(res) if t["met"] is not None]
 show.findings(
-    "{summary}\n\nIn all, {n_met} of the {n} measured targets are met, on {machine}.{tiny}",
+    "{summary}\n\nIn all, {n_met} of the {n} measured targets are met, on {machine}. {control}.{tiny}",
     summary=report.summary(res), n_met=sum(met), n=len(met), machine=report.label(res["machine"]),
+    control=report.control_text(res.get("control")),
     tiny=" At the `tiny` preset the benchmark runs on the pico model: its numbers mean nothing." if tiny else "",
 )  # fmt: skip

@@ -196,10 +196,14 @@ else:
 # before measuring (`Thresholds.max_target_error`, a mean absolute error of 0.05).
 
 # %% tags=["hide-input"]
+from myst_nb import glue
+
 from clm.experiments import report_control
 
 control, control_checks = report_control.control_rows(recorded, T)
-show.table(control, caption="Control in practice (chapter 7): the book's own claims", index=True)
+control_table = show.table(control, caption="Control in practice (chapter 7): the book's own claims", index=True)
+glue("control_results_table", control_table, display=False)
+control_table
 
 # %% [markdown]
 # ## Summary
@@ -231,12 +235,13 @@ show.table(summary, caption="The paper's claims: our test and our finding", inde
 #
 # The table and the figure below are what the {doc}`introduction <../book/intro>` shows first:
 # each claim of {cite:t}`kangaslahti2025continuous` beside what this run found, at what scale,
-# and why the two can differ. The paper's column quotes its findings (abstract and experiments
-# sections); ours is the summary above.
+# and why the two can differ. The paper's column paraphrases its findings from its abstract and
+# names the experiment of its code (github.com/skangasl/continuous-lm-interpolation) that
+# measures each one. It does not cite the paper's section, figure or table numbers: the body of
+# the paper was not available where this book was built (its abstract and its code were), and a
+# number we could not check would be worse than none. Ours is the summary above.
 
 # %% tags=["hide-input"]
-from myst_nb import glue
-
 single, multi = recorded.get("04_single_attribute", {}), recorded.get("05_multi_attribute", {})
 strong = dial[dial.claim == "strong"].set_index("attribute").value.astype(float).dropna()  # range on [0, 1]
 ratios = report.ppl_ratios(recorded)
@@ -245,11 +250,15 @@ a_max = max((max(r) for r in ratios.values()), default=float("nan"))
 name = "SmolLM2-135M-Instruct (embedded default, Q4_1 de-quantized)" if P.model == "smollm2-135m" else P.model
 scale = f"{name}, {single.get('n_prompts', '–')} prompts × {single.get('n_samples', '–')} samples; paper: Llama-2-7B"
 paper = [
-    "Predictable, consistent change with α for every controlled attribute (abstract; single-attribute interpolation)",
-    "Little entanglement between most attributes; the exceptions are identified and discussed (abstract)",
-    "Interpolated models stay fluent between the endpoints (single-attribute interpolation)",
-    f"λ sets how strongly each attribute is expressed (multi-attribute interpolation, λ ∈ {{{', '.join(f'{x:g}' for x in multi.get('lams', []))}}})",
-    "Fluent and still responding for α in about [−1, 2], degrading beyond (extrapolation)",
+    "Predictable, consistent change with α for every controlled attribute (abstract; the code's "
+    "weight_interpolation_single_attribute.sh)",
+    "Little entanglement between most attributes; the exceptions are identified and discussed (abstract; "
+    "weight_interpolation_5_attributes.sh scores all five attributes)",
+    "Interpolated models stay fluent between the endpoints (single-attribute experiment)",
+    f"λ sets how strongly each attribute is expressed (multi-attribute experiment, λ ∈ {{{', '.join(f'{x:g}' for x in multi.get('lams', []))}}}; "
+    "weight_interpolation_5_attributes.sh and weight_interpolation_simplex.sh)",
+    "Fluent and still responding for α in about [−1, 2], degrading beyond (weight_interpolation_single_attribute.sh "
+    "runs α from −3 to 4)",
 ]  # fmt: skip
 
 # %% tags=["hide-input"]

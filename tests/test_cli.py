@@ -73,6 +73,8 @@ BAD = [
     (["bench", "--threads", "-2"], "--threads: must be an integer >= 1"),
     (["bench", "train", "--steps", "0"], "--steps: must be an integer >= 1"),
     (["bench", "train", "--preset", "nope"], "invalid choice: 'nope'"),
+    (["bench", "control", "--batch", "0"], "--batch: must be an integer >= 1, got 0"),
+    (["bench", "control", "--new-tokens", "1"], "--new-tokens: must be an integer >= 2, got 1"),
     (["book", "--preset", "nope"], "--preset: invalid choice: 'nope'"),
     (["book", "--seed", "-1"], "--seed: must be an integer >= 0"),
     (["book", "--timeout", "0"], "--timeout: must be an integer >= 1"),
@@ -91,8 +93,8 @@ def slots(tmp_path, endpoints_dir) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("argv,fragment", BAD, ids=[" ".join(a) or "(none)" for a, _ in BAD])
-def test_the_48_bad_inputs_each_give_one_line_and_exit_2(argv, fragment, slots, capsys):
-    """48 bad inputs (wrong types, unknown choices, missing paths, negative counts, bad designs)."""
+def test_the_50_bad_inputs_each_give_one_line_and_exit_2(argv, fragment, slots, capsys):
+    """50 bad inputs (wrong types, unknown choices, missing paths, negative counts, bad designs)."""
     rc = main([a.format(**slots) for a in argv])
     out, err = capsys.readouterr()
     lines = err.splitlines()
@@ -102,7 +104,7 @@ def test_the_48_bad_inputs_each_give_one_line_and_exit_2(argv, fragment, slots, 
 
 
 def test_the_bad_inputs_are_counted():
-    assert len(BAD) == 48  # the number in the test's name
+    assert len(BAD) == 50  # the number in the test's name
 
 
 def test_python_m_clm_itself_prints_one_line_no_traceback():

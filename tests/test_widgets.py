@@ -79,7 +79,10 @@ def test_errors_are_one_line_in_the_widget(im):
 def test_target_mode_uses_the_controller(im, scorers):
     ctl = Controller.fit(synthetic_tables(), endpoints=im.endpoints)
     dial = Dial(im, scorers, controller=ctl, prompt="Once")
+    shown = lambda sliders: [s.layout.display for s in sliders.values()]  # noqa: E731
+    assert shown(dial.alpha) == ["", ""] and shown(dial.target) == ["none", "none"]  # each its own Layout
     dial.mode.value = "target score"
+    assert shown(dial.alpha) == ["none", "none"] and shown(dial.target) == ["", ""]
     dial.on["sentiment"].value = True
     dial.target["sentiment"].value = 0.45
     dial.tokens.value, dial.samples.value = 4, 1

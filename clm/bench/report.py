@@ -381,3 +381,47 @@ def _paper_bullet(res: dict[str, Any]) -> str | None:
         )
         + f" for only {cfg['new_tokens']} new tokens; its cost grows with the square of the text length."
     )
+
+
+# ---------------------------------------------------------------------- control (python -m clm bench control)
+def control_table(rec: dict[str, Any] | None):
+    """The recorded control measurement (a bench JSON's ``"control"``) as rows of what, measured,
+    goal and met; None when nothing was recorded."""
+    import pandas as pd
+
+    if not rec:
+        return None
+    sp, sv = rec.get("schedule_speed") or {}, rec.get("solve_time") or {}
+    rows = []
+    if sp:
+        n, t = sp["batch"], sp["new_tokens"]
+        rows += [
+            (f"fixed setting, batch {n}, {t} tokens: tokens/s", sp["fixed_tokens_per_s"], "", None),
+            (f"schedule (α moves every token), batch {n}: tokens/s", sp["schedule_tokens_per_s"], "", None),
+            ("schedule / fixed", sp["ratio"], sp["goal"], sp["met"]),
+        ]
+    for r in sv.get("rows", []):
+        what = ", ".join(f"{a} = {v:g}" for a, v in r["target"].items())
+        rows.append((f"solve {r['kind']} ({what}): ms", r["median_ms"], sv["goal"], r["met"]))
+    return pd.DataFrame(rows, columns=["what", "measured", "goal", "met"])
+
+
+def control_text(rec: dict[str, Any] | None) -> str:
+    """One line: the schedule's speed against the fixed setting and the solve's time, with where
+    and when they were measured, or that nothing was measured."""
+    if not rec or not (rec.get("schedule_speed") or rec.get("solve_time")):
+        return "Schedule speed and solve time: not measured (`python -m clm bench control`)"
+    parts = []
+    sp, sv = rec.get("schedule_speed"), rec.get("solve_time")
+    if sp:
+        parts.append(
+            f"With a schedule that moves α on every token, batch {sp['batch']} decoded "
+            f"{sp['schedule_tokens_per_s']:.1f} tokens/s against {sp['fixed_tokens_per_s']:.1f} at the fixed "
+            f"setting, {sp['ratio']:.2f}× (goal {sp['goal']}: {'met' if sp['met'] else 'not met'})"
+        )
+    if sv:
+        kinds = ", ".join(f"{r['median_ms']:.2g} ms {r['kind']}" for r in sv["rows"])
+        verdict = "met" if sv["met"] else "not met"
+        parts.append(f"{'s' if sp else 'S'}olving for a score took {kinds} (goal {sv['goal']}: {verdict})")
+    where = label(rec["machine"]) if rec.get("machine") else "an unrecorded machine"
+    return "; ".join(parts) + f"; measured on {where}, {rec.get('date', 'undated')}"

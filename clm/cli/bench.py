@@ -52,7 +52,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, help="write the JSON here (else only print it)")
     p.add_argument("--note", help="a remark saved with the run (e.g. what else the machine was doing)")
     p.set_defaults(run=run)
-    cmds = p.add_subparsers(dest="bench_command", metavar="{train,sharding}")
+    cmds = p.add_subparsers(dest="bench_command", metavar="{train,sharding,control}")
     t = cmds.add_parser("train", help="training tokens/s: clm.train against plain PEFT + Trainer")
     t.add_argument("--model", default="smollm2-135m")
     t.add_argument("--preset", choices=list(PRESETS), default="cpu", help="the training preset")
@@ -69,6 +69,7 @@ def add_parser(sub) -> None:
     s.add_argument("--processes", type=count(2), default=2, metavar="N")
     s.add_argument("sweep_args", nargs=argparse.REMAINDER, help="-- then the arguments of python -m clm sweep (no --out)")
     s.set_defaults(run=sharding)
+    add_control_parser(cmds)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,4 +153,50 @@ def sharding(args: argparse.Namespace) -> int:
     result = sh.measure(sweep_args, args.processes)
     sh.record(args.out, result)
     print(sh.describe(result))
+    return 0
+
+
+def add_control_parser(cmds) -> None:
+    from clm.cli.args import existing_dir, existing_file
+
+    c = cmds.add_parser("control", help="tokens/s with a schedule against the fixed setting; the solve's time")
+    c.add_argument("--model", help="base model (default: the endpoints' base)")
+    c.add_argument("--endpoints", type=existing_dir, help="endpoints directory (default: the shipped ones for --model)")
+    c.add_argument("--controller", type=existing_file, help="a controller JSON (default: the model's shipped one)")
+    c.add_argument("--batch", type=count(1), default=8, metavar="N")
+    c.add_argument("--new-tokens", type=count(2), default=32, metavar="N")
+    c.add_argument("--repeats", type=count(1), default=3, metavar="N", help="timed rounds of each run")
+    c.add_argument("--solve-repeats", type=count(1), default=50, metavar="N", help="timed solves per target")
+    c.add_argument("--threads", type=count(1), metavar="N", help="torch threads (default: torch's choice)")
+    c.add_argument("--out", type=Path, help="merge the record into this bench JSON under 'control' (else only print)")
+    c.add_argument("--show", action="store_true", help="print the record in --out (default: the shipped bench JSON)")
+    c.set_defaults(run=control)
+
+
+def control(args: argparse.Namespace) -> int:
+    """``bench control``: :mod:`clm.bench.control`'s two measurements, printed and (``--out``) recorded."""
+    from clm.bench import report
+
+    if args.show:
+        path = args.out or report.SAVED
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        print(report.control_text(data.get("control")))
+        return 0
+    import torch
+
+    from clm.bench import control as bc
+    from clm.cli.generate import endpoints_for, interpolated
+    from clm.core.models import DEFAULT_MODEL
+    from clm.experiments.control import Controller, shipped_controller
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ctl = Controller.load(args.controller) if args.controller else shipped_controller(args.model or DEFAULT_MODEL)
+    ends = endpoints_for(args.model, args.endpoints)
+    im = interpolated(args.model, ends)
+    res = bc.measure(im, ctl, args.batch, args.new_tokens, args.repeats, args.solve_repeats)
+    res = {"command": args.command_line, "model": args.model or ends.base_id, **res}
+    if args.out:
+        bc.record(args.out, res)
+    print(report.control_text(res))
     return 0

@@ -7,6 +7,8 @@ values costs what one setting costs at 13× the batch.
 
 Designs live in :mod:`clm.experiments.designs` (:func:`~clm.experiments.designs.single_attribute`,
 ``multi_attribute``, ``simplex``, ``custom``); scoring and fluency in :mod:`clm.experiments.sweep_scoring`.
+What generates at a setting and how a setting is keyed is a *source* (:mod:`clm.experiments.sweep_source`):
+here weights on an InterpolatedModel; :mod:`clm.experiments.method_sweep` runs a method's dial on this loop.
 
 Running (:func:`run_sweep`) is resumable and idempotent. The rows are cut into chunks of
 ``batch_size``; each chunk is keyed by what its generations depend on (the generation settings,
@@ -39,13 +41,16 @@ from typing import Any
 from clm.core.weights import Weights
 from clm.errors import ConfigError
 from clm.eval.scoring import Scorer
-from clm.experiments.designs import Setting, as_settings, setting_columns
-from clm.experiments.keys import chunk_key, chunk_seed, endpoints_for
+from clm.experiments.designs import Setting, as_settings
+from clm.experiments.keys import chunk_key, chunk_seed
 from clm.experiments.sweep_scoring import Scoring, base_fluency
 from clm.experiments.sweep_shard import barrier, clear_marks, mark_done, resolve_shard, wait_for_ranks
+from clm.experiments.sweep_source import WeightsSource
 from clm.experiments.tables import check_out, read_table, write_table
 
-__all__ = ["SweepPlan", "plan_chunks", "run_sweep"]
+__all__ = [
+    "Job", "SweepPlan", "check_counts", "execute", "load_done", "parts_dir", "plan_chunks", "read_prompts", "run_sweep",
+]  # fmt: skip
 
 #: A generation's columns, as stored (the setting columns are derived from the settings).
 GEN_COLUMNS = ("seed", "prompt_index", "prompt", "sample", "continuation", "n_tokens", "finished", "chunk", "token_ids")
@@ -86,7 +91,7 @@ def _duration(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else (f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h")
 
 
-def _read_prompts(prompts: Any, n_prompts: int | None) -> list[str]:
+def read_prompts(prompts: Any, n_prompts: int | None) -> list[str]:
     if isinstance(prompts, (str, os.PathLike)):
         from clm.data import read_texts
 
@@ -104,14 +109,15 @@ def plan_chunks(
     seeds: Sequence[int],
     batch_size: int,
     gen_kw: Mapping[str, Any],
-    endpoints: Callable[[list[Weights]], str] = lambda ws: "none",
+    source: Any,
 ) -> list[dict[str, Any]]:
     """Cut the rows (seed, setting, prompt, sample), in that order, into chunks of ``batch_size``.
 
     Each chunk: ``{"key": content hash, "seed": RNG seed for its batch, "rows": [(setting index,
     prompt index, sample, seed), ...]}``. The key (:func:`clm.experiments.keys.chunk_key`) covers
-    ``gen_kw``, the rows, and ``endpoints(weights of its rows)``: the digest of only the endpoints
-    they use. Appending settings keeps the keys of the chunks before them."""
+    ``gen_kw``, the rows (each setting as ``source.key(setting)``), and ``source.digest(settings of
+    its rows)`` (:mod:`clm.experiments.sweep_source`; for weights: the digest of only the endpoints
+    they use). Appending settings keeps the keys of the chunks before them."""
     rows = [
         (si, pi, k, seed)
         for seed in seeds
@@ -122,38 +128,30 @@ def plan_chunks(
     chunks = []
     for start in range(0, len(rows), batch_size):
         part = rows[start : start + batch_size]
-        digest = endpoints([settings[si].weights for si, _, _, _ in part])
-        key = chunk_key(
-            gen_kw, digest, [(settings[si].weights.to_json(), prompts[pi], pi, k, s) for si, pi, k, s in part]
-        )
+        digest = source.digest([settings[si] for si, _, _, _ in part])
+        key = chunk_key(gen_kw, digest, [(source.key(settings[si]), prompts[pi], pi, k, s) for si, pi, k, s in part])
         chunks.append({"key": key, "seed": chunk_seed(key), "rows": part})
     return chunks
 
 
 # ---------------------------------------------------------------------- one batch
 @dataclass
-class _Job:
-    """Everything a chunk needs: the model, the rows' sources, generation and scoring."""
+class Job:
+    """Everything a chunk needs: what generates (:mod:`clm.experiments.sweep_source`), the rows'
+    settings and prompts, generation and scoring."""
 
-    im: Any
-    settings: list[Setting]
+    source: Any
+    settings: list[Any]
     prompts: list[str]
-    attributes: list[str]
     gen_kw: dict[str, Any]
     scoring: Scoring
 
 
-def _generate(job: _Job, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+def _generate(job: Job, chunk: dict[str, Any]) -> list[dict[str, Any]]:
     """Generate one chunk: its generation columns, one dict per row."""
     rows = chunk["rows"]
-    gens = job.im.generate(
-        [job.prompts[pi] for _, pi, _, _ in rows],
-        weights=[job.settings[si].weights for si, _, _, _ in rows],
-        seed=chunk["seed"],
-        num_samples=1,
-        batch_size=None,
-        progress=False,
-        **job.gen_kw,
+    gens = job.source.generate(
+        [job.prompts[pi] for _, pi, _, _ in rows], [job.settings[si] for si, _, _, _ in rows], chunk["seed"], job.gen_kw
     )
     return [
         dict(
@@ -200,7 +198,7 @@ def _stored_rows(chunk: dict[str, Any], old: Any) -> list[dict[str, Any]] | None
     ]  # fmt: skip
 
 
-def _chunk_table(job: _Job, chunk: dict[str, Any], old: Any = None) -> tuple[Any, bool]:
+def _chunk_table(job: Job, chunk: dict[str, Any], old: Any = None) -> tuple[Any, bool]:
     """One chunk's rows, generated (``old`` None or not its rows) or kept from ``old`` and
     completed with the scores and fluency whose keys changed. Returns (table, computed anything)."""
     import pandas as pd
@@ -210,21 +208,18 @@ def _chunk_table(job: _Job, chunk: dict[str, Any], old: Any = None) -> tuple[Any
     if generated:
         records, old = _generate(job, chunk), None
     df = pd.DataFrame.from_records(
-        [
-            {**setting_columns(job.settings[si], job.attributes), **rec}
-            for (si, _, _, _), rec in zip(chunk["rows"], records)
-        ]
+        [{**job.source.columns(job.settings[si]), **rec} for (si, _, _, _), rec in zip(chunk["rows"], records)]
     )
     computed = job.scoring.complete(df, old)
     return df, generated or computed
 
 
 # ---------------------------------------------------------------------- stored chunks
-def _parts_dir(out: Path | None) -> Path | None:
+def parts_dir(out: Path | None) -> Path | None:
     return None if out is None else out.with_name(out.name + ".parts")
 
 
-def _load_done(out: Path | None, parts: Path | None) -> dict[str, Any]:
+def load_done(out: Path | None, parts: Path | None) -> dict[str, Any]:
     """Chunk key -> its stored rows, from the table at ``out`` and then the parts (newer) beside it."""
     import pandas as pd
 
@@ -239,7 +234,7 @@ def _load_done(out: Path | None, parts: Path | None) -> dict[str, Any]:
     return done
 
 
-def _run_chunks(job: _Job, chunks: list[dict[str, Any]], done: dict[str, Any], parts: Path | None, bar: Any) -> None:
+def _run_chunks(job: Job, chunks: list[dict[str, Any]], done: dict[str, Any], parts: Path | None, bar: Any) -> None:
     """Make every chunk of ``chunks`` complete in ``done``: generate what is missing, re-score what
     is stale, and write each chunk that changed to ``parts`` (atomically) as soon as it is done."""
     for c in chunks:
@@ -252,31 +247,15 @@ def _run_chunks(job: _Job, chunks: list[dict[str, Any]], done: dict[str, Any], p
             bar.update(len(c["rows"]))
 
 
-def _assemble(job: _Job, chunks: list[dict[str, Any]], done: dict[str, Any]) -> Any:
+def _assemble(job: Job, chunks: list[dict[str, Any]], done: dict[str, Any]) -> Any:
     """The table: every chunk's rows in order, the columns in one order."""
     import pandas as pd
 
     table = pd.concat([done[c["key"]] for c in chunks], ignore_index=True)
-    first = [c for c in setting_columns(job.settings[0], job.attributes)] + list(GEN_COLUMNS)
+    first = list(job.source.columns(job.settings[0])) + list(GEN_COLUMNS)
     scores = [f"score_{a}" for a in job.scoring.scorers] + ["scored_by"]
     fluency = ["ppl", "ppl_by"] if job.scoring.fluency is not None else []
     return table[first + scores + fluency]
-
-
-def _add_perplexity(table: Any, job: _Job, perplexity: Callable[[Weights], float], out: Path | None, progress) -> Any:
-    """Add ``wikitext_ppl`` per row from :func:`perplexity_table` (resumable beside ``out``)."""
-    from clm.experiments.sweep_perplexity import perplexity_table
-
-    ppl = perplexity_table(
-        job.settings,
-        perplexity,
-        job.attributes,
-        out=None if out is None else out.with_name(out.stem + "_perplexity" + out.suffix),
-        progress=progress,  # the sweep's own setting: no bar in the book when it is False
-    )
-    by_weights = dict(zip(ppl["weights"], ppl["wikitext_ppl"].astype(float)))
-    table["wikitext_ppl"] = table["weights"].map(by_weights).astype(float)
-    return table
 
 
 def _finish(table: Any, out: Path, parts: Path) -> Any:
@@ -293,7 +272,7 @@ def _finish(table: Any, out: Path, parts: Path) -> Any:
 
 
 # ---------------------------------------------------------------------- running
-def _check_counts(n_samples: Any, batch_size: Any, max_new_tokens: Any, seeds: Any) -> list[int]:
+def check_counts(n_samples: Any, batch_size: Any, max_new_tokens: Any, seeds: Any) -> list[int]:
     for name, value in (("n_samples", n_samples), ("batch_size", batch_size), ("max_new_tokens", max_new_tokens)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
@@ -311,7 +290,7 @@ def _fluency(im: Any, fluency: Any, batch_size: int) -> Any:
     return fluency
 
 
-def _plan(job: _Job, chunks: list[dict[str, Any]], done: dict[str, Any], n_samples: int, seeds: list[int]) -> SweepPlan:
+def _plan(job: Job, chunks: list[dict[str, Any]], done: dict[str, Any], n_samples: int, seeds: list[int]) -> SweepPlan:
     todo = [c for c in chunks if c["key"] not in done]
     n_rows = sum(len(c["rows"]) for c in chunks)
     n_todo = sum(len(c["rows"]) for c in todo)
@@ -323,7 +302,7 @@ def _plan(job: _Job, chunks: list[dict[str, Any]], done: dict[str, Any], n_sampl
 
 
 def _estimate(
-    plan: SweepPlan, job: _Job, done: dict[str, Any], batch_size: int, tokens_per_s: float | None
+    plan: SweepPlan, job: Job, done: dict[str, Any], batch_size: int, tokens_per_s: float | None
 ) -> SweepPlan:
     todo = [c for c in plan.chunks if c["key"] not in done]
     if not todo:
@@ -339,27 +318,27 @@ def _estimate(
 
 def _job(
     im: Any, settings: list[Setting], prompts: list[str], scorers: Any, fluency: Any, batch_size: int, gen_kw: dict
-) -> _Job:
+) -> Job:
     attributes = list(im.attributes)
     for s in settings:
         s.weights.coefficients(attributes)  # unknown attributes fail here, before any work
     scoring = Scoring(scorers, _fluency(im, fluency, batch_size), getattr(im, "tokenizer", None))
-    return _Job(im, settings, prompts, attributes, gen_kw, scoring)
+    return Job(WeightsSource(im, attributes), settings, prompts, gen_kw, scoring)
 
 
-def _plan_id(job: _Job, chunks: list[dict]) -> str:
+def _plan_id(job: Job, chunks: list[dict]) -> str:
     """What a sharded run's ranks must agree on: the chunks and the scoring keys."""
     keys = [c["key"] for c in chunks] + [job.scoring.fingerprints, job.scoring.fluency_fp]
     return hashlib.sha1(json.dumps(keys, default=str).encode()).hexdigest()
 
 
-def _execute(
-    job: _Job, chunks: list[dict], done: dict, out: Path | None, shard: Any, perplexity: Any, progress: Any
+def execute(
+    job: Job, chunks: list[dict], done: dict, out: Path | None, shard: Any, perplexity: Any, progress: Any
 ) -> Any:
     """Run this rank's chunks; on rank 0 (after the others, when sharded), assemble and write the table."""
     from tqdm.auto import tqdm
 
-    parts = _parts_dir(out)
+    parts = parts_dir(out)
     mine = chunks[shard.rank :: shard.world]
     total = sum(len(c["rows"]) for c in mine)
     todo = sum(len(c["rows"]) for c in mine if c["key"] not in done)
@@ -375,11 +354,10 @@ def _execute(
             if shard.rank != 0:
                 barrier(shard)  # while rank 0 writes the table
                 return read_table(out) if shard.distributed else None
-            done = _load_done(out, parts)
+            done = load_done(out, parts)
             _run_chunks(job, chunks, done, None, bar)  # a no-op unless a rank failed or a scorer has no fingerprint
     table = _assemble(job, chunks, done)
-    if perplexity is not None:
-        table = _add_perplexity(table, job, perplexity, out, progress)
+    table = job.source.complete_table(table, job.settings, perplexity, out, progress)
     if out is not None:
         table = _finish(table, out, parts)
     if shard.world > 1:
@@ -437,13 +415,13 @@ def run_sweep(
     Returns:
         The table (a DataFrame), or the :class:`SweepPlan`; None on ranks > 0 without torch.distributed.
     """
-    settings, prompts, out = as_settings(settings), _read_prompts(prompts, n_prompts), check_out(out)
-    seeds = _check_counts(n_samples, batch_size, max_new_tokens, seeds)
+    settings, prompts, out = as_settings(settings), read_prompts(prompts, n_prompts), check_out(out)
+    seeds = check_counts(n_samples, batch_size, max_new_tokens, seeds)
     gen_kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k)
     job = _job(im, settings, prompts, scorers, fluency, batch_size, gen_kw)
-    chunks = plan_chunks(settings, prompts, n_samples, seeds, batch_size, gen_kw, lambda ws: endpoints_for(im, ws))
+    chunks = plan_chunks(settings, prompts, n_samples, seeds, batch_size, gen_kw, job.source)
     shard = resolve_shard(rank, world, out)
-    done = _load_done(out, _parts_dir(out))
+    done = load_done(out, parts_dir(out))
     if dry_run:
         return _estimate(_plan(job, chunks, done, n_samples, seeds), job, done, batch_size, tokens_per_s)
-    return _execute(job, chunks, done, out, shard, perplexity, progress)
+    return execute(job, chunks, done, out, shard, perplexity, progress)
