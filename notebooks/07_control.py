@@ -1,4 +1,5 @@
 # ---
+# jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
@@ -35,7 +36,7 @@
 # :class: warning
 # **With what `clm` ships** (the endpoints, the scorers and this chapter's sweep tables of
 # SmolLM2-135M) about two minutes at `cpu`: every generation is read back from the tables.
-# **Regenerating them** (about 17,000 continuations of 32 tokens and 600 of 64) takes about an
+# **Regenerating them** (about 15,000 continuations of 32 tokens and 600 of 64) takes about an
 # hour on 2 CPU cores. Tables that are missing or stale are regenerated, and an interrupted run
 # resumes where it stopped.
 # ```
@@ -259,7 +260,7 @@ a_s, last = "sentiment" if "sentiment" in attributes else attributes[0], P.sched
 arc = clm.Schedule({a_s: [(0, 0.0), (last, 1.0)]})
 schedules = {"arc 0 → 1": arc, "α = 0": clm.Weights({a_s: 0.0}), "α = 1": clm.Weights({a_s: 1.0})}
 sched = schedule_sweep(
-    im, schedules, test_prompts, scorers, out=P.run_dir / "tables" / "control" / "schedule.parquet",
+    im, schedules, test_prompts, scorers, out=table_path(P, "control/schedule.parquet", ends),
     n_samples=n_samples, seeds=[P.seed], max_new_tokens=P.schedule_tokens, window=max(1, P.schedule_tokens // 4),
     batch_size=P.preset.batch_size, progress=False,
 )  # fmt: skip

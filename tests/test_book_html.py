@@ -110,6 +110,8 @@ def is_chapter(html: Path, page: str, root: str) -> bool:
 
 CHECKS = {  # name: (check, width, applies to)
     "figure fonts": (hc.check_figure_fonts, hc.DESKTOP_PX, "all"),
+    "phone figure fonts": (hc.check_figure_fonts, hc.MOBILE_PX, "all"),
+    "phone sideways scroll": (hc.check_no_sideways_scroll, hc.MOBILE_PX, "all"),
     "phone overflow": (hc.check_no_overflow, hc.MOBILE_PX, "all"),
     "sideways scroll": (hc.check_no_sideways_scroll, hc.DESKTOP_PX, "all"),
     "raw TeX": (hc.check_no_raw_tex, hc.DESKTOP_PX, "all"),
@@ -263,6 +265,17 @@ def test_no_figure_or_table_is_wider_than_a_phone(rendered):
 
 
 @needs_chromium
+def test_figures_are_readable_on_a_phone(rendered):
+    """At 400 px a figure keeps its smallest font at 9 px or more: it pans sideways in its own box."""
+    assert_none(rendered, "phone figure fonts")
+
+
+@needs_chromium
+def test_nothing_but_figures_and_math_scrolls_sideways_on_a_phone(rendered):
+    assert_none(rendered, "phone sideways scroll")
+
+
+@needs_chromium
 def test_no_code_or_output_block_scrolls_sideways(rendered):
     assert_none(rendered, "sideways scroll")
 
@@ -339,7 +352,8 @@ def html_page(title: str, body: str) -> str:
         '<!doctype html><html data-theme="light"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1"><title>t</title>'
         "<style>body{margin:0;font:16px sans-serif} article{max-width:720px;margin:0 auto;padding:0 8px}"
-        " pre{overflow:auto;white-space:pre} .nowrap td{white-space:nowrap}</style></head><body><main>"
+        " pre{overflow:auto;white-space:pre} .nowrap td{white-space:nowrap}"
+        " @media (max-width:600px){pre{white-space:pre-wrap}}</style></head><body><main>"
         f'<article class="bd-article"><section id="top"><h1>{title}</h1>{body}</section></article>'
         "</main></body></html>"
     )

@@ -36,15 +36,16 @@ _TABLE_CSS = (
     "<style>.clm-table{border-collapse:collapse;font-size:0.85em;max-width:100%;table-layout:auto}"
     ".clm-table th,.clm-table td{padding:2px 5px;text-align:right;white-space:normal;"
     "overflow-wrap:break-word;vertical-align:top}.clm-table td.text,.clm-table th.text{text-align:left}"
-    ".clm-table td.text{overflow-wrap:anywhere}"  # long unbroken text (settings, texts) may break anywhere
+    ".clm-table td.text{overflow-wrap:break-word;hyphens:auto}"  # long words hyphenate, or break if they must
     ".clm-table caption{caption-side:top;text-align:left;font-style:italic;padding-bottom:4px}"
     ".clm-wrap{max-width:100%;overflow-x:auto}"
     ".clm-cont{display:grid;grid-template-columns:repeat(auto-fit,minmax(180px,1fr));gap:8px}"
     ".clm-cont div{border:1px solid #ddd;border-radius:4px;padding:6px;white-space:pre-wrap;"
     "overflow-wrap:anywhere;font-size:0.85em}.clm-cont b{display:block;margin-bottom:4px}"
     # a phone: smaller type, tighter cells, and words may break so that a table fits its column
+    # (words hyphenate rather than break anywhere; numbers never split)
     "@media (max-width:600px){.clm-table{font-size:0.72em}.clm-table th,.clm-table td{padding:2px 3px;"
-    "overflow-wrap:anywhere}}</style>"
+    "overflow-wrap:break-word;hyphens:auto}.clm-table td.num{overflow-wrap:normal;hyphens:manual}}</style>"
 )
 
 
@@ -87,12 +88,22 @@ def min_font_pt(fig: Any) -> float:
     return min(sizes) if sizes else 10.0
 
 
+#: On a phone a figure keeps at least :data:`PHONE_PX` of its width (its smallest font ≥ 9 px) and
+#: pans sideways inside its own box, as display math does; the page itself never scrolls.
+PHONE_PX = 560
+_FIGURE_CSS = (
+    f"<style>@media (max-width:600px){{.clm-pan{{max-width:100%;overflow-x:auto;overflow-y:hidden}}"
+    f".clm-pan img{{max-width:none!important;width:{PHONE_PX}px!important}}}}</style>"
+)
+
+
 def figure(fig: Any, label: str, caption: str, alt: str, close: bool = True) -> Any:
     """A numbered figure with its caption and alt text, drawn for the book's content width.
 
     The figure is resized to :data:`WIDTH_PX` CSS pixels wide (its aspect ratio kept) and saved as
     PNG at :data:`SCALE`× that; the HTML ``<figure>`` shows it at that width (never wider than the
-    page) with ``Figure <chapter>.<n>: caption`` below.
+    page; on a phone, :data:`PHONE_PX` wide in a box that pans sideways) with
+    ``Figure <chapter>.<n>: caption`` below.
 
     Args:
         fig: a matplotlib Figure.
@@ -114,17 +125,20 @@ def figure(fig: Any, label: str, caption: str, alt: str, close: bool = True) -> 
     font_px = min_font_pt(fig) * 100 / 72  # pt → CSS px at 100 px per inch
     data = base64.b64encode(buf.getvalue()).decode()
     return HTML(
-        f'<figure class="clm-figure" style="margin:1em 0;max-width:100%">'
+        f'{_FIGURE_CSS}<figure class="clm-figure" style="margin:1em 0;max-width:100%"><div class="clm-pan">'
         f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt, quote=True)}" '
-        f'width="{WIDTH_PX}" style="max-width:100%;height:auto" data-min-font-px="{font_px:.1f}">'
+        f'width="{WIDTH_PX}" style="max-width:100%;height:auto" data-min-font-px="{font_px:.1f}"></div>'
         f'<figcaption><b>Figure {html.escape(label)}:</b> {html.escape(caption)}</figcaption></figure>'
     )
 
 
+_BREAKS = re.compile(r"([;=_/,](?!\s))")
+
+
 def _cell(value: Any, digits: int) -> tuple[str, bool]:
     """(HTML text, is_text) of one table cell."""
-    if isinstance(value, str):
-        return html.escape(value).replace("\n", "<br>"), True
+    if isinstance(value, str):  # long settings (a=1;b=2, file_names) may break after their separators
+        return _BREAKS.sub(r"\1<wbr>", html.escape(value)).replace("\n", "<br>"), True
     if isinstance(value, (tuple, list)):
         return html.escape("[" + ", ".join(number(v, digits) for v in value) + "]"), True
     return html.escape(number(value, digits)), False
