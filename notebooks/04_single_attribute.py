@@ -80,7 +80,7 @@ from clm.book import display as show
 from clm.book.chapters import chapter
 from clm.book.params import find_scorers, table_path
 from clm.data import read_texts
-from clm.experiments import analysis, designs, sweep, sweep_perplexity
+from clm.experiments import analysis, designs, sweep
 
 P = chapter("04_single_attribute", globals())  # every parameter above, checked; None: the preset's
 ends, attributes, alphas, prompts_file = P.ends, P.attributes, P.alphas, P.prompts_file
@@ -132,13 +132,7 @@ show.findings(
 gen = dict(
     P.sweep_kwargs(n_prompts, n_samples, fluency),
     scorers=scorers,
-    perplexity=sweep_perplexity.wikitext_perplexity(
-        im,
-        P.data_dir / "eval" / "wikitext2_test.raw.txt",
-        max_tokens=ppl_tokens,
-        window=ppl_window,
-        stride=512 if ppl_window is None else min(512, ppl_window // 2),
-    ),
+    perplexity=P.wikitext(im, ppl_tokens, ppl_window),
 )
 base = designs.custom(["base"], design="base")
 base_table = sweep.run_sweep(

@@ -62,10 +62,9 @@ schedule_tokens = None  # length of the scheduled arc (None: twice the preset's 
 dial = True  # build the JupyterLab dial at the end
 
 # %% tags=["remove-input"]
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 from transformers.utils import logging as hf_logging
 
 import clm
@@ -75,7 +74,7 @@ from clm.book.chapters import chapter
 from clm.book.params import find_scorers, table_path
 from clm.data import read_texts
 from clm.experiments import control_runs as runs
-from clm.experiments import sweep, sweep_perplexity
+from clm.experiments import sweep
 from clm.experiments.control_calibrate import design as calibration_design
 
 P = chapter("07_control", globals())  # every parameter above, checked; None: the preset's
@@ -107,10 +106,7 @@ from clm.eval.scoring import load_scorers
 base, tok = clm.load_base(P.model)
 im = clm.InterpolatedModel(base, tok, ends)
 scorers = load_scorers(path=find_scorers(P))
-wikitext = sweep_perplexity.wikitext_perplexity(
-    im, P.data_dir / "eval" / "wikitext2_test.raw.txt", max_tokens=P.preset.sweep_ppl_tokens or P.preset.ppl_max_tokens,
-    window=P.preset.sweep_ppl_window, stride=512 if P.preset.sweep_ppl_window is None else min(512, P.preset.sweep_ppl_window // 2),
-)  # fmt: skip
+wikitext = P.wikitext(im)  # WikiText-2 perplexity per setting, as chapter 4 measures it
 gen = dict(P.sweep_kwargs(len(dev_prompts), 1, False), scorers=scorers, perplexity=wikitext)
 fit_tables = {}
 for name, settings in runs.fit_designs(attributes, pair=pair).items():
@@ -165,7 +161,8 @@ base_ppl = ctl.data["base"]["ppl"]
 single = runs.achieved(targets_table, plans, runs.perplexities(targets_table), base_ppl)
 single_summary = runs.summary(single)
 show.table(single_summary.drop(columns="method"), caption="Single targets on the evaluation prompts: mean "
-           "absolute error, interval coverage and the worst perplexity ratio, per attribute", digits=2)  # fmt: skip
+           "absolute error, interval coverage and the worst perplexity ratio, per attribute", digits=2,
+           columns=runs.SUMMARY_NAMES)  # fmt: skip
 
 # %% tags=["remove-input"]
 fig = plots.requested_vs_achieved(single.assign(method="asked alone"))
@@ -193,7 +190,7 @@ joint_table = sweep.run_sweep(
 joint = runs.achieved(joint_table, both, runs.perplexities(joint_table), base_ppl)
 joint_summary = runs.summary(joint, by=["method"])
 show.table(joint_summary, caption=f"Joint targets for {pair[0]} and {pair[1]}: the corrected solve against the "
-           "naive one (errors over both attributes of the 9 targets)", digits=2)  # fmt: skip
+           "naive one (errors over both attributes of the 9 targets)", digits=2, columns=runs.SUMMARY_NAMES)  # fmt: skip
 
 # %% tags=["remove-input"]
 fig = plots.joint_grid(joint, pair)
@@ -227,13 +224,18 @@ before = [ctl.weights_for({a: t}, P.max_ppl_ratio, clip=True, n_eval=n_other) fo
 after = [recal.weights_for({a: t}, P.max_ppl_ratio, clip=True, n_eval=n_other) for a in chosen for t in asked[a]]
 other_table = sweep.run_sweep(
     im, runs.plan_settings(before + after, "recalibration"), other_eval,
-    out=table_path(P, "control/other.parquet", ends), **dict(eval_gen, n_prompts=n_other, n_samples=2 * n_samples),
+    out=table_path(P, "control/other.parquet", ends),
+    **dict(eval_gen, n_prompts=n_other, n_samples=2 * n_samples, perplexity=None),
 )  # fmt: skip
 shift = pd.concat([runs.achieved(other_table, before).assign(method="before"),
                    runs.achieved(other_table, after).assign(method="after")], ignore_index=True)  # fmt: skip
 recal_summary = runs.summary(shift, by=["method"])
-show.table(recal_summary.drop(columns="max_ppl_ratio"), caption=f"Targets on {n_other} prompts of another kind, "
-           f"before and after recalibrating on {len(calib_prompts)} others", digits=2)  # fmt: skip
+recal_by = runs.summary(shift).pivot(index="attribute", columns="method", values="mae").reindex(chosen)
+shifts = runs.calibration_shifts(ctl, cal_table, chosen).set_index("attribute")
+show.table(recal_by.join(shifts)[["before", "after", "shift", "se"]], index=True, digits=2,
+           caption=f"Mean |error| on {n_other} prompts of another kind, before and after recalibrating on "
+           f"{len(calib_prompts)} others; the shift the calibration measured, and its standard error",
+           columns={"se": "its s.e."})  # fmt: skip
 
 # %% tags=["remove-input"]
 fig = plots.requested_vs_achieved(shift)
@@ -274,12 +276,12 @@ se = win.std(ddof=1).to_numpy() / np.sqrt(win.size().to_numpy())
 curve = curve.assign(lo=curve["mean"] - 1.96 * se, hi=curve["mean"] + 1.96 * se)
 alpha_line = pd.DataFrame({"position": np.arange(P.schedule_tokens), "alpha": [arc.at(t).alpha[a_s] for t in range(P.schedule_tokens)]})
 fig = plots.schedule_arc(curve, attribute=a_s, schedule=alpha_line)
-show.figure(
+display(show.figure(
     fig, "7.5",
     f"Mean {a_s} score of each quarter of the continuation (by its last generated token), for the arc and "
     "the two fixed settings, with 95 % intervals; dashed: the scheduled α.",
-    alt="The arc's score starts near the α = 0 line and ends near the α = 1 line.",
-)  # fmt: skip
+    alt="The arc's score starts near the α = 0 line and rises towards the α = 1 line.",
+))  # fmt: skip
 halves = sched[sched.part.isin(["first half", "second half"])].pivot_table(index="label", columns="part", values=col)
 show.table(halves.reindex(list(schedules)), caption=f"Mean {a_s} score of each half of the continuation", index=True,
            digits=2)  # fmt: skip
@@ -322,12 +324,16 @@ P.record(
     single_mae=float(single.error.abs().mean()), single_worst=float(s_mae.max()) if len(s_mae) else float("nan"),
     joint={"joint": float(j_mae.get("joint", np.nan)), "naive": float(j_mae.get("naive", np.nan))},
     recalibration={"before": float(r_mae.get("before", np.nan)), "after": float(r_mae.get("after", np.nan)),
-                   "generations": int(recal.calibration["generations"]), "prompts": len(calib_prompts)},
+                   "generations": int(recal.calibration["generations"]), "prompts": len(calib_prompts),
+                   "by_attribute": {a: {m: float(recal_by.loc[a, m]) for m in ("before", "after")} for a in recal_by.index}},
     schedule={k: {p: float(h.loc[k, p]) for p in h.columns} for k in h.index},
 )  # fmt: skip
 
 # %% tags=["remove-input"]
 worst = s_mae.idxmax() if len(s_mae) else "–"
+se_eval = float(shift.se.mean())  # of one achieved mean on the held-out prompts of another kind
+noise = 2 * se_eval * float(np.sqrt(2 / max(1, len(before))))  # ~2 s.e. of a difference of two mean errors
+d_recal = float(r_mae.get("after", np.nan) - r_mae.get("before", np.nan))
 naive_rows = joint[joint.method == "naive"]
 n_pred = float((naive_rows.predicted - naive_rows.requested).abs().mean())
 nums = dict(
@@ -344,7 +350,16 @@ nums = dict(
     jv=": the correction wins" if j_mae.get("joint", 1) < j_mae.get("naive", 0) else ": the correction does not win",
     rb=float(r_mae.get("before", np.nan)), ra=float(r_mae.get("after", np.nan)), n_cal=len(calib_prompts),
     gens=int(recal.calibration["generations"]), n_oth=n_other,
-    rv=" (the goal is 0.05)" if r_mae.get("after", 1) > 0.05 else ", within the 0.05 goal",
+    moved="brought" if r_mae.get("after", 1) < r_mae.get("before", 0) else "left",
+    prep="to" if r_mae.get("after", 1) < r_mae.get("before", 0) else "at",
+    se_eval=se_eval, noise=noise, verdict=(
+        "here recalibration did not measurably change the error, and the fit on WritingPrompts already met the "
+        "goal on these prompts." if abs(d_recal) < noise else
+        f"here recalibration {'lowered' if d_recal < 0 else 'raised'} the error by more than that."),
+    per_recal="; ".join(f"{a} {recal_by.loc[a, 'before']:.3f} → {recal_by.loc[a, 'after']:.3f}" for a in recal_by.index),
+    se_lo=float(shifts.se.min()), se_hi=float(shifts.se.max()),
+    shift_list=", ".join(f"{a} {v:+.3f}" for a, v in shifts["shift"].items()),
+    rv=" (the goal is 0.05)" if r_mae.get("after", 1) > 0.05 else ", within the 0.05 goal overall",
     a_s=a_s, h1=h.iloc[0, 0], h2=h.iloc[0, 1], z1=h.iloc[1, 0], z2=h.iloc[1, 1], o1=h.iloc[2, 0], o2=h.iloc[2, 1],
     tiny=" At the `tiny` preset every number is noise: that run only checks that the chapter executes."
     if P.preset.smoke else "",
@@ -364,7 +379,10 @@ show.findings(
     "halving of each effect at λ = ½; the controller's model predicted its error as {n_pred:.3f}, so the model "
     "{n_explained} what goes wrong.\n\n"
     "On prompts of another kind the WritingPrompts fit erred by {rb:.3f}; recalibrating on {n_cal} of them "
-    "({gens:,} generations) brought the error on the other {n_oth} to {ra:.3f}{rv}.\n\n"
+    "({gens:,} generations) {moved} the error on the other {n_oth} {prep} {ra:.3f}{rv}. Per attribute: {per_recal}. "
+    "The calibration measured shifts of {shift_list} (standard errors {se_lo:.3f}–{se_hi:.3f}), but each achieved "
+    "mean on the {n_oth} held-out prompts has a standard error of about {se_eval:.3f}, so a change in the mean "
+    "error smaller than about {noise:.3f} is within the evaluation's noise: {verdict}\n\n"
     "The scheduled arc moved {a_s} from {h1:.2f} in the first half to {h2:.2f} in the second, against "
     "{z1:.2f} → {z2:.2f} at α = 0 and {o1:.2f} → {o2:.2f} at α = 1.{tiny}",
     **nums,

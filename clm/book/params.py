@@ -64,6 +64,19 @@ class BookParams:
         data.update(numbers)
         return atomic_write_json(path, data, default=_jsonable)
 
+    def wikitext(self, im: Any, max_tokens: int | None = None, window: int | None = None) -> Any:
+        """The sweeps' WikiText-2 perplexity of ``im`` per setting (``perplexity=`` of ``run_sweep``):
+        the first ``max_tokens`` tokens (default: the preset's) in windows of ``window``, stride
+        min(512, window / 2). One place for it, so that chapters sharing tables key them alike."""
+        from clm.experiments.sweep_perplexity import wikitext_perplexity
+
+        p = self.preset
+        max_tokens = max_tokens or p.sweep_ppl_tokens or p.ppl_max_tokens
+        window = window or p.sweep_ppl_window
+        stride = 512 if window is None else min(512, window // 2)
+        path = self.data_dir / "eval" / "wikitext2_test.raw.txt"
+        return wikitext_perplexity(im, path, max_tokens=max_tokens, window=window, stride=stride)
+
     def sweep_kwargs(self, n_prompts: int, n_samples: int, fluency: bool | None = None) -> dict[str, Any]:
         """The generation settings every chapter's sweeps share, for ``clm.experiments.sweep.run_sweep``.
 

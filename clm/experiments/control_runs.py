@@ -168,3 +168,27 @@ def choose(rng: Mapping[str, float], min_range: float) -> tuple[list[str], bool]
     if chosen or not rng:
         return chosen, True
     return [max(rng, key=lambda a: abs(rng[a]))], False
+
+
+#: Readers' names for :func:`summary`'s columns.
+SUMMARY_NAMES = {
+    "targets": "targets", "mae": "mean |error|", "max_error": "worst |error|", "coverage": "interval coverage",
+    "max_ppl_ratio": "worst perplexity ratio",
+}  # fmt: skip
+
+
+def calibration_shifts(ctl: Any, table: Any, attributes: Sequence[str]) -> Any:
+    """Per attribute: the mean residual of the calibration's generations against the controller's
+    prediction at each setting (the shift a recalibration applies), and its standard error over
+    prompts — what a calibration of this size can resolve."""
+    import pandas as pd
+
+    rows = []
+    for a in attributes:
+        per_prompt = []
+        for w, sub in table.groupby("weights"):
+            pred = ctl.predict(Weights.from_json(w))[0][a]
+            per_prompt.append(sub.groupby("prompt_index")[f"score_{a}"].mean() - pred)
+        r = pd.concat(per_prompt, axis=1).mean(axis=1)  # per prompt, averaged over the settings
+        rows.append({"attribute": a, "shift": float(r.mean()), "se": float(r.std(ddof=1) / np.sqrt(len(r)))})
+    return pd.DataFrame(rows)

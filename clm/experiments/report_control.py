@@ -38,7 +38,8 @@ def control_rows(recorded: Mapping[str, Any], t: Thresholds = DEFAULT) -> tuple[
          f"corrected {_f(j)} against naive {_f(n)}", win),
         ("recalibration", f"after recalibrating on {recal.get('prompts', '–')} prompts of another kind, "
          f"mean error ≤ {bar:g} on others of that kind",
-         f"{_f(recal.get('before'))} before, {_f(after)} after ({recal.get('generations', '–')} generations)",
+         f"{_f(recal.get('before'))} before, {_f(after)} after ({recal.get('generations', '–')} generations)"
+         + _worst_after(recal.get("by_attribute") or {}),
          None if after is None or math.isnan(after) else bool(after <= bar)),
     ]  # fmt: skip
     table = pd.DataFrame(rows, columns=["claim", "our test", "our finding", "holds"])
@@ -59,3 +60,10 @@ def control_line(table: Any) -> str:
         return f"chapter 7's targets: {NOT_MEASURED}."
     parts = [f"{claim}: {row['our finding']} (holds: {row['holds']})" for claim, row in table.iterrows()]
     return "; ".join(parts) + "."
+
+
+def _worst_after(by: Mapping[str, Any]) -> str:
+    if not by:
+        return ""
+    a = max(by, key=lambda k: by[k]["after"])
+    return f"; worst after: {a} {by[a]['after']:.3f} (was {by[a]['before']:.3f})"
