@@ -303,13 +303,16 @@ if P.dial:
     knob = Dial(im, scorers, controller=ctl, prompt=test_prompts[0])
     display(knob)
 
-# %% [markdown]
-# ```{figure} ../book/images/dial.png
-# :alt: The dial in JupyterLab: a prompt box, sliders for the five attributes, the mode switch, decoding options and a Generate button above two continuations with score bars.
-# :width: 100%
-#
-# Figure 7.6: The dial in JupyterLab (a screenshot of this cell on the embedded default, taken by `tests/dial_picture.py`).
-# ```
+# %% tags=["remove-input"]
+from clm.paths import REPO
+
+show.picture(
+    REPO / "book" / "images" / "dial.png",
+    "7.6", "The dial in JupyterLab on the embedded default, after Generate with sentiment at α = 0.9 (a screenshot "
+    "taken by tests/dial_picture.py; the continuations appear below it, each with its scores as bars).",
+    alt="The dial: a prompt box, an α slider with its on/off box per attribute, the mode switch, λ automatic or by "
+    "hand, decoding options, a seed and a Generate button.", min_font_px=13,
+)  # fmt: skip
 
 # %% tags=["remove-input"]
 # the numbers of the findings below, and what chapter 9 reads
@@ -317,7 +320,7 @@ s_mae = single_summary.set_index("attribute").mae
 j_mae = joint_summary.set_index("method").mae
 r_mae = recal_summary.set_index("method").mae
 h = halves.reindex(list(schedules))
-P.record(
+_ = P.record(
     "07_control",
     ranges=rng, chosen=chosen, max_ppl_ratio=P.max_ppl_ratio,
     single={a: {"mae": float(s_mae[a]), "coverage": float(single_summary.set_index("attribute").coverage[a])} for a in s_mae.index},

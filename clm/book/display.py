@@ -36,16 +36,16 @@ _TABLE_CSS = (
     "<style>.clm-table{border-collapse:collapse;font-size:0.85em;max-width:100%;table-layout:auto}"
     ".clm-table th,.clm-table td{padding:2px 5px;text-align:right;white-space:normal;"
     "overflow-wrap:break-word;vertical-align:top}.clm-table td.text,.clm-table th.text{text-align:left}"
-    ".clm-table td.text{overflow-wrap:break-word;hyphens:auto}"  # long words hyphenate, or break if they must
+    ".clm-table td.text{overflow-wrap:anywhere;hyphens:auto}"  # long words hyphenate, or break if they must
     ".clm-table caption{caption-side:top;text-align:left;font-style:italic;padding-bottom:4px}"
     ".clm-wrap{max-width:100%;overflow-x:auto}"
     ".clm-cont{display:grid;grid-template-columns:repeat(auto-fit,minmax(180px,1fr));gap:8px}"
     ".clm-cont div{border:1px solid #ddd;border-radius:4px;padding:6px;white-space:pre-wrap;"
     "overflow-wrap:anywhere;font-size:0.85em}.clm-cont b{display:block;margin-bottom:4px}"
     # a phone: smaller type, tighter cells, and words may break so that a table fits its column
-    # (words hyphenate rather than break anywhere; numbers never split)
-    "@media (max-width:600px){.clm-table{font-size:0.72em}.clm-table th,.clm-table td{padding:2px 3px;"
-    "overflow-wrap:break-word;hyphens:auto}.clm-table td.num{overflow-wrap:normal;hyphens:manual}}</style>"
+    # (words hyphenate or break where they must; numbers never split)
+    "@media (max-width:600px){.clm-table{font-size:0.7em}.clm-table th,.clm-table td{padding:2px 2px;"
+    "overflow-wrap:anywhere;hyphens:auto}.clm-table td.num{overflow-wrap:normal}}</style>"
 )
 
 
@@ -223,3 +223,22 @@ def plain_numbers(text: str) -> str:
         return format(float(m.group(0)), "f").rstrip("0").rstrip(".")
 
     return _SCIENTIFIC.sub(plain, text)
+
+
+def picture(path: str | os.PathLike, label: str, caption: str, alt: str, min_font_px: float) -> Any:
+    """A numbered figure from a PNG file (a screenshot), like :func:`figure`: shown at its own
+    width or the content width, whichever is smaller. ``min_font_px``: its smallest text in CSS px
+    at its own width (the checks scale it by the rendered width)."""
+    from IPython.display import HTML
+    from PIL import Image
+
+    data = Path(path).read_bytes()
+    own = Image.open(io.BytesIO(data)).size[0]
+    width = min(own, WIDTH_PX)
+    b64 = base64.b64encode(data).decode()
+    return HTML(
+        f'{_FIGURE_CSS}<figure class="clm-figure" style="margin:1em 0;max-width:100%"><div class="clm-pan">'
+        f'<img src="data:image/png;base64,{b64}" alt="{html.escape(alt, quote=True)}" width="{width}" '
+        f'style="max-width:100%;height:auto" data-min-font-px="{min_font_px * width / own:.1f}"></div>'
+        f"<figcaption><b>Figure {html.escape(label)}:</b> {html.escape(caption)}</figcaption></figure>"
+    )
