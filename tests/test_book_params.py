@@ -1,7 +1,7 @@
 """Chapter parameters (clm.book.chapters) and presets (clm.presets), in-process: no notebook runs.
 
 Every papermill parameter of every chapter, discovered from the ``parameters`` cell of each
-``notebooks/NN_*.py``, is given a wrong type and a wrong value (160 bad inputs): each gets a
+``notebooks/NN_*.py``, is given a wrong type and a wrong value (196 bad inputs): each gets a
 one-line error naming the notebook, the parameter and the value, and nothing is written.
 """
 
@@ -47,7 +47,7 @@ CELLS = {nb: parameters_cell(nb) for nb in SOURCES}
 
 
 def test_every_chapter_has_a_spec_that_matches_its_parameters_cell():
-    assert SOURCES == sorted(CHAPTERS) and len(SOURCES) == 8
+    assert SOURCES == sorted(CHAPTERS) and len(SOURCES) == 9
     assert [n for n in pipeline.toc_notebooks(REPO) if n[:2].isdigit()] == list(CHAPTERS)
     for nb, cell in CELLS.items():
         assert cell == parameters(nb), nb  # same names, same defaults
@@ -92,12 +92,19 @@ BAD = {
     "min_range": ("0.25", 0),
     "max_ppl_ratio": ("1.3", -1),
     "entangled_at": ("0.5", float("nan")),
+    "n_dev": ("3", 0),
+    "n_targets": ("5", 1),
+    "pair": ("sentiment", ["sentiment", "sentiment"]),
+    "other_prompts_file": (3, MISSING),
+    "n_calibrate": ("20", 1),
+    "schedule_tokens": ("64", 1),
+    "dial": ("yes", 1),
 }
 CASES = [(nb, name, how) for nb, cell in CELLS.items() for name in cell for how in ("type", "value")]
 
 
-def test_160_bad_inputs_cover_every_parameter_of_every_chapter_twice():
-    assert len(CASES) == 160
+def test_196_bad_inputs_cover_every_parameter_of_every_chapter_twice():
+    assert len(CASES) == 196
     assert sorted({name for _, name, _ in CASES}) == sorted(BAD)
 
 

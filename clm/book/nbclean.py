@@ -51,7 +51,9 @@ WIDGET_VIEW, WIDGET_STATE = "application/vnd.jupyter.widget-view+json", "applica
 
 def _bars_as_text(outputs: list, widgets: dict) -> list:
     """Each tqdm widget output as the text of its final state; a bar whose state was not saved is
-    dropped (its text is the bar's first state). Other widgets are left alone."""
+    dropped (its text is the bar's first state). Other widgets (chapter 7's dial) are dropped too:
+    their state is not committed, so JupyterLab would show an error in their place; running the
+    cell shows them live."""
     kept = []
     for out in outputs:
         view = out.get("data", {}).get(WIDGET_VIEW)
@@ -61,8 +63,6 @@ def _bars_as_text(outputs: list, widgets: dict) -> list:
         text = _tqdm_text(widgets, view.get("model_id"))
         if text is not None:
             out["data"] = {"text/plain": text}
-            kept.append(out)
-        elif not _BAR.search(out["data"].get("text/plain", "")):
             kept.append(out)
     return kept
 
