@@ -123,12 +123,18 @@ def figure(fig: Any, label: str, caption: str, alt: str, close: bool = True) -> 
 
         plt.close(fig)
     font_px = min_font_pt(fig) * 100 / 72  # pt → CSS px at 100 px per inch
-    data = base64.b64encode(buf.getvalue()).decode()
-    return HTML(
+    return HTML(_figure_html(buf.getvalue(), WIDTH_PX, font_px, label, caption, alt))
+
+
+def _figure_html(png: bytes, width: int, font_px: float, label: str, caption: str, alt: str) -> str:
+    """The ``<figure>`` of :func:`figure` and :func:`picture`: the PNG shown ``width`` CSS px wide
+    (panning on a phone), its smallest font at that width, and ``Figure <label>: caption``."""
+    data = base64.b64encode(png).decode()
+    return (
         f'{_FIGURE_CSS}<figure class="clm-figure" style="margin:1em 0;max-width:100%"><div class="clm-pan">'
         f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt, quote=True)}" '
-        f'width="{WIDTH_PX}" style="max-width:100%;height:auto" data-min-font-px="{font_px:.1f}"></div>'
-        f'<figcaption><b>Figure {html.escape(label)}:</b> {html.escape(caption)}</figcaption></figure>'
+        f'width="{width}" style="max-width:100%;height:auto" data-min-font-px="{font_px:.1f}"></div>'
+        f"<figcaption><b>Figure {html.escape(label)}:</b> {html.escape(caption)}</figcaption></figure>"
     )
 
 
@@ -235,10 +241,4 @@ def picture(path: str | os.PathLike, label: str, caption: str, alt: str, min_fon
     data = Path(path).read_bytes()
     own = Image.open(io.BytesIO(data)).size[0]
     width = min(own, WIDTH_PX)
-    b64 = base64.b64encode(data).decode()
-    return HTML(
-        f'{_FIGURE_CSS}<figure class="clm-figure" style="margin:1em 0;max-width:100%"><div class="clm-pan">'
-        f'<img src="data:image/png;base64,{b64}" alt="{html.escape(alt, quote=True)}" width="{width}" '
-        f'style="max-width:100%;height:auto" data-min-font-px="{min_font_px * width / own:.1f}"></div>'
-        f"<figcaption><b>Figure {html.escape(label)}:</b> {html.escape(caption)}</figcaption></figure>"
-    )
+    return HTML(_figure_html(data, width, min_font_px * width / own, label, caption, alt))

@@ -16,7 +16,6 @@ the tables into the chapter's numbers:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from itertools import product
 from typing import Any
@@ -100,7 +99,7 @@ def achieved(table: Any, plans: Sequence[Any], ppl: Mapping[str, float] | None =
 
     rows = []
     for i, p in enumerate(plans):
-        w = p.weights.to_json() if hasattr(p.weights, "to_json") else json.dumps(p.weights)
+        w = p.weights.to_json()
         sub = table[table.weights == w]
         if sub.empty:
             raise ConfigError(f"no rows for plan {i} ({p.weights}) in the table")

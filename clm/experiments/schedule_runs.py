@@ -40,6 +40,7 @@ from clm.core.schedule import Schedule, as_schedule
 from clm.core.weights import Weights
 from clm.errors import ConfigError
 from clm.experiments.keys import chunk_key, chunk_seed, endpoints_for
+from clm.experiments.sweep import parts_dir
 from clm.experiments.sweep_scoring import Scoring
 from clm.experiments.tables import check_out, read_table, write_table
 
@@ -172,10 +173,6 @@ def _batch(job: dict[str, Any], chunk: dict[str, Any], old: Any) -> tuple[Any, b
 
 
 # ---------------------------------------------------------------------- stored batches
-def _parts_dir(out: Path | None) -> Path | None:
-    return None if out is None else out.with_name(out.name + ".parts")
-
-
 def _load_done(out: Path | None, parts: Path | None) -> dict[str, Any]:
     """Batch key -> its stored rows: from the table at ``out``, then the parts beside it (newer)."""
     import pandas as pd
@@ -285,7 +282,7 @@ def schedule_sweep(
     job = dict(im=im, settings=settings, prompts=prompts, gen_kw=gen_kw, window=window,
                decode=lambda ids: tok.decode(ids, skip_special_tokens=True),
                scoring=Scoring(scorers, None, tok))  # fmt: skip
-    parts = _parts_dir(out)
+    parts = parts_dir(out)
     table = _run(job, chunks, _load_done(out, parts), parts, progress, list(scorers))
     return table if out is None else _finish(table, out, parts)
 
