@@ -170,12 +170,12 @@ show.table(eval_table.rename_axis(["attribute", "pole"]), index=True, caption="H
 # mean scorer output at α = 0 and α = 1 on the *last* 100 WritingPrompts prompts, where the book
 # evaluates on the *first* 100. The rule and the choice follow the table. Humor was revisited
 # once, after the book's test run showed its perplexity above the 1.3 × base that the reference
-# run allows (chapter 9); that choice, too, was made on the development data alone, by a rule
+# run allows (chapter 10); that choice, too, was made on the development data alone, by a rule
 # written before the new candidate was measured, and is given last.
 
 # %%
 sel = endpoints_io.read_selection(ends.path)  # None: no selection.json
-# for chapter 9: each revisited attribute's development numbers (replaced
+# for chapter 10: each revisited attribute's development numbers (replaced
 # and chosen candidate) and the test numbers that prompted the revision
 revisions = endpoints_io.revision_numbers(sel)
 

@@ -222,7 +222,7 @@ show.table(ratio.T.rename_axis("attribute").rename(columns=lambda x: f"α = {x:g
 # An attribute **passes** if ρ ≥ 0.9, the range is ≥ 0.25, and perplexity stays within 1.3×
 # the base model's at every α in [0, 1]; the reference run must pass for at least 4 of the 5
 # attributes. These bars are `clm.experiments.claims.DEFAULT`, the same `Thresholds` value that
-# chapter 3 reads its scorer bars from and chapter 9 starts from; each check is decided there on
+# chapter 3 reads its scorer bars from and chapter 10 starts from; each check is decided there on
 # the unrounded numbers. For an attribute that falls short, the list under the table gives what
 # the earlier chapters measured about its scorer (test accuracy, chapter 3) and its endpoints (how
 # far apart their next-token distributions are, chapter 2).
@@ -321,7 +321,7 @@ _ = P.record(
 #
 # Read the verdict with the scorers' accuracy from chapter 3 in mind: a score can only move as
 # far as its scorer can tell the poles apart, so a weak scorer flattens a curve that the text
-# itself may follow. Chapter 9 compares these numbers with the paper's claims, and chapter 6
+# itself may follow. Chapter 10 compares these numbers with the paper's claims, and chapter 6
 # reads the off-diagonal scores of the same tables as entanglement.
 
 # %% tags=["remove-input"]

@@ -315,7 +315,7 @@ show.picture(
 )  # fmt: skip
 
 # %% tags=["remove-input"]
-# the numbers of the findings below, and what chapter 9 reads
+# the numbers of the findings below, and what chapter 10 reads
 s_mae = single_summary.set_index("attribute").mae
 j_mae = joint_summary.set_index("method").mae
 r_mae = recal_summary.set_index("method").mae

@@ -183,12 +183,12 @@ def test_precedence_parameter_then_environment_then_default(tmp_path, monkeypatc
     assert d["chosen_by"] == {"preset": "CLM_PRESET", "run_dir": "CLM_RUN_DIR"}
     d = shared("01_data", preset="cpu", run_dir=tmp_path / "mine", need_data=False)  # an explicit value wins
     assert (d["preset"].name, d["run_dir"], d["chosen_by"]) == ("cpu", tmp_path / "mine", {})
-    P = chapter("09_conclusions")
+    P = chapter("10_conclusions")
     assert (P.preset.name, P.run_dir) == ("gpu", tmp_path / "env") and P.run_dir.is_dir()
     assert "preset=gpu ($CLM_PRESET)" in P.describe() and f"run_dir={tmp_path / 'env'} ($CLM_RUN_DIR)" in P.describe()
     monkeypatch.setenv("CLM_PRESET", "gpuu")
-    with pytest.raises(ConfigError, match=r"^09_conclusions: parameter preset .*'gpuu' \(from \$CLM_PRESET\)"):
-        chapter("09_conclusions")
+    with pytest.raises(ConfigError, match=r"^10_conclusions: parameter preset .*'gpuu' \(from \$CLM_PRESET\)"):
+        chapter("10_conclusions")
 
 
 def test_the_pipeline_passes_the_preset_and_run_dir_it_uses(tmp_path):

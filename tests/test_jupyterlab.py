@@ -26,7 +26,7 @@ pytestmark = [
 ]
 
 # The cheapest chapters at tiny that show figures: 01 reads the data, 07 times a pico benchmark.
-CHAPTERS = ("01_data", "08_cost_of_interpolation")
+CHAPTERS = ("01_data", "09_cost_of_interpolation")
 MYST_RAW = ("{cite", "{doc}", "```{", "{admonition}")  # MyST markup left unrendered
 
 

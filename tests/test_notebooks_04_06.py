@@ -1,5 +1,5 @@
 """Chapters 4-6 at preset tiny: they run in the session's pipeline run (``book_run``, after
-chapters 2 and 3 put pico endpoints and scorers in the run dir) and record what chapter 9 reads.
+chapters 2 and 3 put pico endpoints and scorers in the run dir) and record what chapter 10 reads.
 
 The numbers are noise at tiny; the tests check that what is recorded is complete, finite and
 consistent with the sweep tables written beside it. The simplex of chapter 5 needs 3
@@ -95,7 +95,7 @@ def test_06_entanglement_and_geometry(book_run):
     assert full.shape == (2, 5) and square.shape == (2, 2) and np.isfinite(full).all()
     assert np.allclose(np.diag(square), 1.0)  # normalised by the diagonal
     cols = [list(NAMES).index(a) for a in TINY_ATTRS]
-    assert np.array_equal(square, full[:, cols])  # the square matrix chapter 9 reads is the full one's
+    assert np.array_equal(square, full[:, cols])  # the square matrix chapter 10 reads is the full one's
     raw = np.array(e["raw_slopes"])
     assert np.allclose(full, raw / np.diag(raw[:, cols])[:, None])
     pairs = m["top_pairs"]
@@ -114,7 +114,7 @@ def test_06_entanglement_and_geometry(book_run):
 
 
 def test_08_reads_chapters_4_and_6(book_run):
-    summary = metrics(book_run, "09_conclusions")["summary"]
+    summary = metrics(book_run, "10_conclusions")["summary"]
     assert summary["Predictable, monotone change with α"].endswith("of 2 measured attributes")
     assert summary["Little entanglement except for some pairs"].startswith("mean |off-diagonal|")
     # the λ row, recomputed from chapter 5's record: targets whose range grows with λ
@@ -206,7 +206,7 @@ def test_table_path_copies_shipped_tables_only_for_the_shipped_endpoints(tmp_pat
 
 def test_08_sets_a_revised_attribute_beside_the_endpoints_it_replaced(book_run, tmp_path):
     """A revision recorded by chapter 2 (test numbers of the replaced endpoints, dev numbers of
-    both) is shown by chapter 9 next to this run's chapter 4 numbers, which it reads unchanged."""
+    both) is shown by chapter 10 next to this run's chapter 4 numbers, which it reads unchanged."""
     run = tmp_path / "run"
     shutil.copytree(book_run.cfg.run_dir / "metrics", run / "metrics")
     path = run / "metrics" / "02_finetune_endpoints.json"
@@ -217,8 +217,8 @@ def test_08_sets_a_revised_attribute_beside_the_endpoints_it_replaced(book_run, 
         {"attribute": "sentiment", "replaced": "old", "choice": "new", "test_before": before, "dev": dev}
     ]
     path.write_text(json.dumps(rec))
-    out = run_chapter(tmp_path, "09_conclusions", run_dir=str(run))
-    (got,) = json.loads((run / "metrics" / "09_conclusions.json").read_text())["revisions"]
+    out = run_chapter(tmp_path, "10_conclusions", run_dir=str(run))
+    (got,) = json.loads((run / "metrics" / "10_conclusions.json").read_text())["revisions"]
     single = metrics(book_run, "04_single_attribute")
     means = single["response"]["sentiment"]["mean_by_alpha"]
     ppl = single["perplexity"]

@@ -75,13 +75,13 @@ y = x / 0
 
 def test_every_notebook_of_the_toc_executed(book_run):
     names = pipeline.toc_notebooks(REPO)
-    assert names[0] == "01_data" and names[-1] == "09_conclusions"
+    assert names[0] == "01_data" and names[-1] == "10_conclusions"
     status = {r.name: r.status for r in book_run.results}
     assert list(status) == names
     for name in names:
         exists = (REPO / "notebooks" / f"{name}.py").is_file()
         assert status[name] == ("ran" if exists else "missing"), name
-    assert status["01_data"] == status["09_conclusions"] == "ran"
+    assert status["01_data"] == status["10_conclusions"] == "ran"
     assert any("WARNING: skipping" in line for line in book_run.log) == ("missing" in status.values())
 
 
@@ -128,8 +128,8 @@ def test_01_data_counts_match_the_data_readme(book_run):
     assert checked == 20  # 10 sources x 2 splits
 
 
-def test_09_conclusions_reports_unmeasured_claims_honestly(book_run):
-    summary = json.loads((book_run.cfg.run_dir / "metrics" / "09_conclusions.json").read_text())["summary"]
+def test_10_conclusions_reports_unmeasured_claims_honestly(book_run):
+    summary = json.loads((book_run.cfg.run_dir / "metrics" / "10_conclusions.json").read_text())["summary"]
     assert len(summary) == 5
     measured_04 = (book_run.cfg.run_dir / "metrics" / "04_single_attribute.json").is_file()
     if not measured_04:
@@ -298,7 +298,7 @@ def test_run_dir_is_relative_in_committed_notebooks():
     )
     p = pipeline.parameters(cfg, "01_data")
     assert p["run_dir"] == "/elsewhere/run" and p["seed"] == 2 and p["n_examples"] == 1
-    assert "n_examples" not in pipeline.parameters(cfg, "09_conclusions")
+    assert "n_examples" not in pipeline.parameters(cfg, "10_conclusions")
 
 
 def _inputs(cells) -> list[tuple[str, str, list]]:

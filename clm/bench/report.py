@@ -1,5 +1,5 @@
 """The bench's report: a result of :func:`clm.bench.run.run` (or its saved JSON) as the tables,
-figures and summary that chapter 8 shows.
+figures and summary that chapter 9 shows.
 
     res = report.load_saved()                      # the shipped run (clm/assets/bench/)
     print(report.describe(res))                    # where and how it was measured

@@ -273,8 +273,55 @@ class Control(Sweeps):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Alternatives(Sweeps):
+    """08_alternatives: interpolation against prompting, activation steering, logit arithmetic and
+    data mixtures, on the same prompts, scorers and budget (choices made on development prompts)."""
+
+    attributes: list[str] = param(None, names())
+    trained: list[str] = param(["sentiment", "formality"], names(none=False))
+    n_dev: int = param(None, count(1, none=True))
+    layers: list[float] = param(None, numbers(0, none=True))
+    probe: list[float] = param([2.0, 4.0, 8.0, 16.0], numbers(0, lo_open=True))
+    max_ppl_ratio: float = param(1.5, number(1, lo_open=True))
+    positions: str = param("all", text())
+    fractions: list[float] = param([0.25, 0.5, 0.75], numbers(0, 1, lo_open=True))
+    n_texts: int = param(500, count(2))
+    example_prompt: int = param(0, count(0))
+    dev_prompts: list[str] = field(default_factory=list)  # the last n_dev prompts of prompts_file
+    alphas: list[float] = field(default_factory=list)  # chapter 4's α values (the preset's)
+    train_config: TrainConfig | None = None  # the endpoints' recipe (the mixtures train with it)
+
+    def resolve(self) -> dict[str, Any]:
+        from clm.data import dev_prompts
+        from clm.train.config import TrainConfig
+
+        out, p = super().resolve(), self.preset
+        attributes = self.names_of("attributes", self.attributes, out["ends"])
+        trained = self.names_of("trained", self.trained, out["ends"])
+        if self.positions not in ("all", "generated"):
+            raise self.bad("positions", f"must be 'all' or 'generated', got {self.positions!r}")
+        if any(not float(x).is_integer() for x in self.layers or []):
+            raise self.bad("layers", f"must be whole layer numbers, got {self.layers}")
+        if any(not 0 < m < 1 for m in self.fractions) or len(set(self.fractions)) != len(self.fractions):
+            raise self.bad("fractions", f"must be distinct numbers strictly between 0 and 1, got {self.fractions}")
+        if self.example_prompt >= out["n_prompts"]:
+            raise self.bad("example_prompt", f"must be below n_prompts ({out['n_prompts']}), got {self.example_prompt}")
+        n_dev = self.n_dev or min(40, p.n_prompts)
+        try:
+            dev = dev_prompts(out["prompts_file"], n_dev)
+        except ConfigError as err:
+            raise self.bad("n_dev", str(err)) from None
+        cfg = TrainConfig.from_preset(p.train_preset, model=self.model, data_dir=str(self.data_dir), seed=self.seed)
+        return dict(
+            out, attributes=attributes, trained=trained, n_dev=n_dev, dev_prompts=dev, alphas=p.sweep_alphas,
+            layers=None if self.layers is None else [int(x) for x in self.layers], probe=sorted(self.probe),
+            fractions=sorted(self.fractions), train_config=cfg,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
 class Cost(Chapter):
-    """08_cost_of_interpolation: the cost benchmark, run or loaded."""
+    """09_cost_of_interpolation: the cost benchmark, run or loaded."""
 
     NEEDS_DATA: ClassVar[bool] = False
     rerun_benchmark: bool = param(None, flag(none=True))
@@ -298,7 +345,7 @@ class Cost(Chapter):
 
 @dataclass(frozen=True, kw_only=True)
 class Conclusions(Chapter):
-    """09_conclusions: the paper's claims, point by point, from what chapters 1-8 recorded."""
+    """10_conclusions: the paper's claims, point by point, from what chapters 1-9 recorded."""
 
     NEEDS_DATA: ClassVar[bool] = False
     min_spearman: float = param(0.9, number(0, 1, lo_open=True))
@@ -315,8 +362,9 @@ CHAPTERS: dict[str, type[Chapter]] = {
     "05_multi_attribute": MultiAttribute,
     "06_entanglement_and_geometry": Entanglement,
     "07_control": Control,
-    "08_cost_of_interpolation": Cost,
-    "09_conclusions": Conclusions,
+    "08_alternatives": Alternatives,
+    "09_cost_of_interpolation": Cost,
+    "10_conclusions": Conclusions,
 }
 
 

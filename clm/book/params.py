@@ -70,12 +70,18 @@ class BookParams:
         min(512, window / 2). One place for it, so that chapters sharing tables key them alike."""
         from clm.experiments.sweep_perplexity import wikitext_perplexity
 
+        spec = self.wikitext_spec(max_tokens, window)
+        return wikitext_perplexity(im, spec["path"], **spec["kwargs"])
+
+    def wikitext_spec(self, max_tokens: int | None = None, window: int | None = None) -> dict[str, Any]:
+        """``{"path": WikiText-2 test, "kwargs": {max_tokens, window, stride}}`` as :meth:`wikitext`
+        measures it, for the methods' own perplexity callables (steering, mixture adapters)."""
         p = self.preset
         max_tokens = max_tokens or p.sweep_ppl_tokens or p.ppl_max_tokens
         window = window or p.sweep_ppl_window
         stride = 512 if window is None else min(512, window // 2)
         path = self.data_dir / "eval" / "wikitext2_test.raw.txt"
-        return wikitext_perplexity(im, path, max_tokens=max_tokens, window=window, stride=stride)
+        return {"path": path, "kwargs": dict(max_tokens=max_tokens, window=window, stride=stride)}
 
     def sweep_kwargs(self, n_prompts: int, n_samples: int, fluency: bool | None = None) -> dict[str, Any]:
         """The generation settings every chapter's sweeps share, for ``clm.experiments.sweep.run_sweep``.

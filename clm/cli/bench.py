@@ -1,4 +1,4 @@
-"""``python -m clm bench``: what dialing costs (chapter 8), and ``bench train``: training speed.
+"""``python -m clm bench``: what dialing costs (chapter 9), and ``bench train``: training speed.
 
     python -m clm bench --new-tokens 16 --repeats 3 --threads 1 --out clm/assets/bench/cpu-smollm2-135m.json
     python -m clm bench --memory-only --out clm/assets/bench/cpu-smollm2-135m.json

@@ -9,7 +9,7 @@ numbers; :func:`verdict_table` lays them out as a tidy DataFrame (claim, attribu
 holds). ``holds`` is None where the number was not measured; a NaN value fails (it never
 passes a bar). Nothing here reads printed text.
 
-Chapters pass one :class:`Thresholds` on: chapter 4 uses :data:`DEFAULT`, chapter 9 builds one
+Chapters pass one :class:`Thresholds` on: chapter 4 uses :data:`DEFAULT`, chapter 10 builds one
 from its parameters, chapter 3 reads each scorer's bar from it.
 """
 

@@ -52,7 +52,10 @@ from clm.experiments.sweep_shard import Shard
 from clm.experiments.tables import check_out, read_table, write_table
 from clm.methods.base import Method, strength_list
 
-__all__ = ["MethodSource", "interpolation_perplexity", "method_key", "run_method_sweep", "steering_perplexity"]
+__all__ = [
+    "MethodSource", "interpolation_perplexity", "method_key", "mixture_perplexity", "run_method_sweep",
+    "steering_perplexity",
+]  # fmt: skip
 
 #: The columns that describe a row's setting (before the generation columns).
 SETTING_COLUMNS = ("method", "attribute", "dial", "strength")
@@ -159,6 +162,31 @@ def steering_perplexity(method: Any, path: str | os.PathLike, **kwargs: Any) -> 
             return ppl(Weights.base())
 
     perplexity.context = ppl.context
+    return perplexity
+
+
+def mixture_perplexity(method: Any, path: str | os.PathLike, **kwargs: Any) -> Callable[[float], float]:
+    """``m -> perplexity`` on a text file of a :class:`~clm.methods.mixture.MixtureMethod`: its
+    adapter for m active (loaded, or trained, on the first call). ``kwargs`` as
+    :func:`clm.experiments.sweep_perplexity.wikitext_perplexity`; ``context`` names the text by its
+    content and the settings, so a stored value is reused without the adapters."""
+    from clm.eval.perplexity import sliding_window_perplexity
+    from clm.methods.mixture import adapter_name
+
+    text_sha256 = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    text: list[str] = []
+
+    def perplexity(m: float) -> float:
+        from clm.experiments.sweep_perplexity import _text_for
+
+        if not text:
+            text.append(_text_for(method.tokenizer, path, kwargs.get("max_tokens")))
+        method.load()
+        method.model.set_adapter(adapter_name(m))
+        return sliding_window_perplexity(method.model, text=text[0], tokenizer=method.tokenizer, progress=False,
+                                         **kwargs).ppl  # fmt: skip
+
+    perplexity.context = json.dumps({"text_sha256": text_sha256, "kwargs": kwargs}, sort_keys=True, default=str)
     return perplexity
 
 

@@ -21,7 +21,7 @@ from clm.experiments.claims import DEFAULT, Thresholds
 
 Table = Any  # a pandas DataFrame (pandas is imported where used)
 NOT_MEASURED = "not measured"
-#: The chapters whose records chapter 9 reads, in book order.
+#: The chapters whose records chapter 10 reads, in book order.
 CHAPTERS = (
     "01_data",
     "02_finetune_endpoints",
@@ -30,7 +30,8 @@ CHAPTERS = (
     "05_multi_attribute",
     "06_entanglement_and_geometry",
     "07_control",
-    "08_cost_of_interpolation",
+    "08_alternatives",
+    "09_cost_of_interpolation",
 )
 
 
@@ -154,7 +155,7 @@ def single_attribute_lines(verdicts: Table, recorded: Mapping[str, dict], t: Thr
     return lines
 
 
-# ---------------------------------------------------------------------- chapter 9: claims 1-3
+# ---------------------------------------------------------------------- chapter 10: claims 1-3
 def claim1_table(recorded: Mapping[str, dict], t: Thresholds = DEFAULT) -> tuple[Table, Table]:
     """Claim 1 from chapter 4's means per α: ρ and range over the interval, recomputed unrounded.
 
@@ -256,7 +257,7 @@ def claim3_table(recorded: Mapping[str, dict], t: Thresholds = DEFAULT) -> tuple
     return pd.DataFrame(rows).set_index("attribute"), claims.verdict_table(verdicts)
 
 
-# ---------------------------------------------------------------------- chapter 9: shortfalls
+# ---------------------------------------------------------------------- chapter 10: shortfalls
 def _phrases(causes: Table, recorded: Mapping[str, dict], a: str, t: Thresholds) -> list[str]:
     """The causes of :func:`claims.shortfalls` that hold, in words."""
     tv_all = recorded.get("02_finetune_endpoints", {}).get("tv_alpha0_alpha1", {})
@@ -310,7 +311,7 @@ def shortfalls_table(recorded: Mapping[str, dict], dial: Table, fluency: Table, 
     return pd.DataFrame(rows, columns=["attribute", "what falls short", "held-out loss drop per pole"])
 
 
-# ---------------------------------------------------------------------- chapter 9: revisions
+# ---------------------------------------------------------------------- chapter 10: revisions
 def revisions(
     recorded: Mapping[str, dict], dial: Table, t: Thresholds = DEFAULT
 ) -> tuple[Table | None, list, list[str]]:
@@ -369,7 +370,7 @@ def revisions(
     return table, numbers, lines
 
 
-# ---------------------------------------------------------------------- chapter 9: λ and the summary
+# ---------------------------------------------------------------------- chapter 10: λ and the summary
 def mixing_table(recorded: Mapping[str, dict]) -> tuple[Table | None, Table, str]:
     """Chapter 5's λ design (each target's range per λ) and simplex (own corner highest).
 

@@ -17,7 +17,7 @@ def write_table(df: Any, path: Path) -> None:
     if Path(path).suffix == ".csv":  # quote texts: they may hold \r
         atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC))
     else:
-        atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
+        atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False, compression="zstd"))  # texts: ~½ of snappy
 
 
 def read_table(path: str | os.PathLike, required: Sequence[str] = ()) -> Any:

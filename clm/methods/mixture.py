@@ -215,6 +215,14 @@ def adapter_name(m: float) -> str:
     return f"m{round(check_fraction(m) * 1000):04d}"
 
 
+def recipe(cfg: TrainConfig, attribute: str, m: float) -> dict[str, Any]:
+    """What a mixture adapter is made from, without paths: the endpoints' training settings (less
+    the attribute specs, note and data dir) and the mixture's record (its texts' digest). Two runs
+    with the same recipe train the same adapter; a sweep keyed by it needs no adapter file."""
+    settings = cfg.model_dump(mode="json", exclude={"attributes", "note", "data_dir", "preset"})
+    return {"settings": settings, "mixture": mixture(cfg, attribute, m).record()}
+
+
 class MixtureMethod(LoopMethod):
     """Mixture adapters as a generator: the dial is m, one adapter per forward pass (not per row).
 
@@ -225,9 +233,14 @@ class MixtureMethod(LoopMethod):
     Args:
         model, tokenizer: the base model (a separate copy) and its tokenizer.
         attribute: the attribute the mixtures are of.
-        adapters: m -> adapter directory; m = 0 and 1 are the endpoints'
+        adapters: m -> adapter directory, or a callable returning it (e.g. one that trains it with
+            :func:`train_mixture`); m = 0 and 1 are the endpoints'
             (``Endpoints.adapter_dir(attribute, "low" / "high")``).
         train_seconds: m -> seconds its training took (from the adapter's training log), for the cost.
+        recipes: m -> what the adapter is made from (:func:`recipe`). With recipes the method is
+            keyed by them and loads (or trains) the adapters only when it first generates, so a
+            sweep whose tables are complete never needs them; without, it is keyed by the files'
+            digests and loads them now.
     """
 
     name = "mixture"
@@ -240,27 +253,43 @@ class MixtureMethod(LoopMethod):
         attribute: str,
         adapters: Mapping[float, Any],
         train_seconds: Mapping[float, float] | None = None,
+        recipes: Mapping[float, Any] | None = None,
     ):
-        from peft import PeftModel
-
         if not adapters:
             raise ConfigError("MixtureMethod needs at least one adapter")
-        self.attribute, self.tokenizer = attribute, tokenizer
-        self.adapters = {check_fraction(m): Path(d) for m, d in sorted(adapters.items())}
-        items = list(self.adapters.items())
-        self.model = PeftModel.from_pretrained(model, str(items[0][1]), adapter_name=adapter_name(items[0][0]))
-        for m, d in items[1:]:
-            self.model.load_adapter(str(d), adapter_name=adapter_name(m))
-        self.model.eval()
+        self.attribute, self.tokenizer, self.model = attribute, tokenizer, model
+        self.adapters = {check_fraction(m): d for m, d in sorted(adapters.items())}
+        self.recipes = None if recipes is None else {check_fraction(m): r for m, r in recipes.items()}
+        if self.recipes is not None and set(self.recipes) != set(self.adapters):
+            missing = sorted(set(self.adapters) ^ set(self.recipes))
+            raise ConfigError(f"mixture: recipes and adapters differ at m = {missing[0]!r}")
+        self.loaded = False
         self.dial = Dial(
             "m", tuple(self.adapters), neutral=None, chosen="the issue's fractions; 0 and 1 are the endpoints"
         )
         self.train_seconds = dict(train_seconds or {})
+        if self.recipes is None:
+            self.load()
+
+    def load(self) -> None:
+        """Resolve every adapter (calling the callables) and inject them into the model (once)."""
+        from peft import PeftModel
+
+        if self.loaded:
+            return
+        self.adapters = {m: Path(d() if callable(d) else d) for m, d in self.adapters.items()}
+        items = list(self.adapters.items())
+        self.model = PeftModel.from_pretrained(self.model, str(items[0][1]), adapter_name=adapter_name(items[0][0]))
+        for m, d in items[1:]:
+            self.model.load_adapter(str(d), adapter_name=adapter_name(m))
+        self.model.eval()
+        self.loaded = True
 
     def generate_batch(self, texts: list[str], strengths: list[float], gen: GenConfig) -> list[list[int]]:
         unknown = sorted({s for s in strengths if s not in self.adapters})
         if unknown:
             raise ConfigError(f"mixture: no adapter for m = {unknown[0]!r}; have {sorted(self.adapters)}")
+        self.load()
         out: list[list[int]] = [[] for _ in texts]
         dev = device_of(self.model)
         for m in dict.fromkeys(strengths):  # one adapter at a time: rows of one m together
@@ -281,7 +310,7 @@ class MixtureMethod(LoopMethod):
 
     def unwrap(self):
         """Take the adapters out and return the plain base model."""
-        return self.model.unload()
+        return self.model.unload() if self.loaded else self.model
 
     @property
     def cost(self) -> dict[str, Any]:
@@ -296,11 +325,18 @@ class MixtureMethod(LoopMethod):
         }
 
     def describe(self) -> dict[str, Any]:
+        out = {"method": self.name, "attribute": self.attribute, "dial": self.dial.to_dict()}
+        if self.recipes is not None:
+            out["recipes"] = {
+                str(m): hashlib.sha1(json.dumps(r, sort_keys=True, default=str).encode()).hexdigest()
+                for m, r in self.recipes.items()
+            }
+            return out
         digests = {}
         for m, d in self.adapters.items():
             f = d / "adapter_model.safetensors"
             digests[str(m)] = hashlib.sha1(f.read_bytes()).hexdigest() if f.is_file() else str(d)
-        return {"method": self.name, "attribute": self.attribute, "dial": self.dial.to_dict(), "adapters": digests}
+        return {**out, "adapters": digests}
 
 
 def fractions_grid(fractions: Sequence[float] = FRACTIONS) -> tuple[float, ...]:

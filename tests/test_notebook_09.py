@@ -1,4 +1,4 @@
-"""Chapter 8 executes under papermill at tiny scale (a seconds-long benchmark on the pico model)."""
+"""Chapter 9 executes under papermill at tiny scale (a seconds-long benchmark on the pico model)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ pytestmark = pytest.mark.notebooks
 
 def test_notebook_07_runs_at_tiny(tmp_path, clm_cache):
     run = tmp_path / "run"
-    out = run_chapter(tmp_path, "08_cost_of_interpolation", run_dir=str(run))
-    m = json.loads((run / "metrics" / "08_cost_of_interpolation.json").read_text())
+    out = run_chapter(tmp_path, "09_cost_of_interpolation", run_dir=str(run))
+    m = json.loads((run / "metrics" / "09_cost_of_interpolation.json").read_text())
     assert m["model"] == "pico" and m["rerun"] is True and m["new_tokens"] == 4
     assert 0 < m["bound"] < 1
     methods = {"base", "fused", "merged", "peft-multi", "peft-cat", "paper", "dexperts"}

@@ -54,7 +54,7 @@ from IPython.display import Markdown, display
 import clm.book.display as show
 from clm.book.chapters import chapter
 
-P = chapter("09_conclusions", globals())  # every parameter above, checked; None: the preset's
+P = chapter("10_conclusions", globals())  # every parameter above, checked; None: the preset's
 pd.set_option("display.max_colwidth", None)
 show.setup_line(P)
 
@@ -65,8 +65,8 @@ from clm.experiments import claims, report
 T = claims.Thresholds(
     min_spearman=P.min_spearman, min_range=P.min_range, max_ppl_ratio=P.max_ppl_ratio, entangled_at=P.entangled_at
 )
-recorded = report.load_records(P.metrics_path)  # what chapters 1-8 recorded
-show.table(report.recorded_table(recorded), caption="What chapters 1-8 recorded", index=True)
+recorded = report.load_records(P.metrics_path)  # what chapters 1-9 recorded
+show.table(report.recorded_table(recorded), caption="What chapters 1-9 recorded", index=True)
 
 # %% [markdown]
 # ## 1. Predictable, monotone change
@@ -213,7 +213,7 @@ control_table
 # %% tags=["hide-input"]
 # the summary counts the verdicts of the sections above
 summary = report.summary_table(claims.combine(dial, pairs, fluency, lam_checks), T)
-P.record("09_conclusions", summary=summary["our finding"].to_dict(), revisions=revised_numbers)
+P.record("10_conclusions", summary=summary["our finding"].to_dict(), revisions=revised_numbers)
 show.table(summary, caption="The paper's claims: our test and our finding", index=True)
 
 # %% [markdown]
@@ -310,7 +310,7 @@ glue("key_results_fig", fig, display=False)
 caption = "Key results: each attribute's score range against the bar of claim 1, and its perplexity ratio against the fluency bar."
 alt = "Two panels: horizontal bars of the score range per attribute, and dots (α in [0, 1]) and crosses (largest α) of the perplexity ratio."
 glue("key_results_fig_html", show.figure(fig, "I.1", caption, alt, close=False), display=False)
-show.figure(fig, "9.1", caption, alt)
+show.figure(fig, "10.1", caption, alt)
 
 # %% tags=["remove-input"]
 # the numbers of the findings below

@@ -98,7 +98,7 @@ from clm.bench import run as bench
 from clm.book.chapters import chapter
 from clm.paths import ASSETS
 
-P = chapter("08_cost_of_interpolation", globals())  # every parameter above, checked; None: the preset's
+P = chapter("09_cost_of_interpolation", globals())  # every parameter above, checked; None: the preset's
 tiny, gpu = P.preset.smoke, torch.cuda.is_available()  # tiny: a seconds-long benchmark on the pico model
 rerun_benchmark, new_tokens, repeats, large_model = P.rerun_benchmark, P.new_tokens, P.repeats, P.large_model
 SAVED = ASSETS / "bench" / "cpu-smollm2-135m.json"
@@ -180,7 +180,7 @@ for stat in ratios.columns.levels[0]:
 for k, (label, r) in enumerate(runs.items()):
     fig = figures.speed_figure(r, label)
     caption = f"Tokens per second of every method and scenario ({label}); dashed: the fused path's bound."
-    display(show.figure(fig, f"8.{1 + k}", caption, alt=f"Bar chart of decoding speed per method, {label}."))
+    display(show.figure(fig, f"9.{1 + k}", caption, alt=f"Bar chart of decoding speed per method, {label}."))
 
 # %% [markdown]
 # The dashed lines mark the bound of the fused path. On a CPU shared with other work, single
@@ -211,7 +211,7 @@ Markdown("\n".join(f"- {line}" for line in report.merge_text(res).splitlines()))
 for k, (label, r) in enumerate(runs.items()):
     fig = figures.latency_figure(r, label)
     caption = f"Time to change a setting, per method ({label}; log scale)."
-    display(show.figure(fig, f"8.{1 + len(runs) + k}", caption, alt=f"Bar chart of setting-change latency, {label}."))
+    display(show.figure(fig, f"9.{1 + len(runs) + k}", caption, alt=f"Bar chart of setting-change latency, {label}."))
 lat = report.latency_table(res)
 show.table(lat.assign(ms=lat.seconds * 1e3).drop(columns="seconds"), caption="Time to change a setting, in ms")
 
@@ -231,7 +231,7 @@ for k, (label, r) in enumerate(runs.items()):
         continue
     caption = f"Peak memory per method ({label}), each method alone in a fresh process."
     display(
-        show.figure(fig, f"8.{1 + 2 * len(runs) + k}", caption, alt=f"Bar chart of peak memory per method, {label}.")
+        show.figure(fig, f"9.{1 + 2 * len(runs) + k}", caption, alt=f"Bar chart of peak memory per method, {label}.")
     )
     display(show.table(report.memory_table(r).rename_axis("method"), caption="Peak memory, MiB", index=True))
 
@@ -288,7 +288,7 @@ show.findings("{line}.", line=report.control_text(control))
 
 # %% tags=["remove-input"]
 _ = P.record(
-    "08_cost_of_interpolation",
+    "09_cost_of_interpolation",
     **report.metrics(res),
     rerun=bool(tiny or rerun_benchmark),
     gpu_runs=[k for k in runs if "GPU" in k],
