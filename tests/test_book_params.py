@@ -47,7 +47,7 @@ CELLS = {nb: parameters_cell(nb) for nb in SOURCES}
 
 
 def test_every_chapter_has_a_spec_that_matches_its_parameters_cell():
-    assert SOURCES == sorted(CHAPTERS) and len(SOURCES) == 9
+    assert SOURCES == sorted(CHAPTERS) and len(SOURCES) == 10
     assert [n for n in pipeline.toc_notebooks(REPO) if n[:2].isdigit()] == list(CHAPTERS)
     for nb, cell in CELLS.items():
         assert cell == parameters(nb), nb  # same names, same defaults
@@ -99,12 +99,18 @@ BAD = {
     "n_calibrate": ("20", 1),
     "schedule_tokens": ("64", 1),
     "dial": ("yes", 1),
+    "trained": ("sentiment", ["sentimen"]),
+    "layers": ("7", [1.5]),  # not a whole layer number
+    "probe": ("2", [0.0]),
+    "positions": (3, "some"),
+    "fractions": ("0.5", [1.0]),  # an endpoint, not a mixture
+    "n_texts": ("500", 1),
 }
 CASES = [(nb, name, how) for nb, cell in CELLS.items() for name in cell for how in ("type", "value")]
 
 
-def test_196_bad_inputs_cover_every_parameter_of_every_chapter_twice():
-    assert len(CASES) == 196
+def test_232_bad_inputs_cover_every_parameter_of_every_chapter_twice():
+    assert len(CASES) == 232
     assert sorted({name for _, name, _ in CASES}) == sorted(BAD)
 
 

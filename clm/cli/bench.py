@@ -52,7 +52,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, help="write the JSON here (else only print it)")
     p.add_argument("--note", help="a remark saved with the run (e.g. what else the machine was doing)")
     p.set_defaults(run=run)
-    cmds = p.add_subparsers(dest="bench_command", metavar="{train,sharding,control}")
+    cmds = p.add_subparsers(dest="bench_command", metavar="{train,sharding,control,alternatives}")
     t = cmds.add_parser("train", help="training tokens/s: clm.train against plain PEFT + Trainer")
     t.add_argument("--model", default="smollm2-135m")
     t.add_argument("--preset", choices=list(PRESETS), default="cpu", help="the training preset")
@@ -70,6 +70,7 @@ def add_parser(sub) -> None:
     s.add_argument("sweep_args", nargs=argparse.REMAINDER, help="-- then the arguments of python -m clm sweep (no --out)")
     s.set_defaults(run=sharding)
     add_control_parser(cmds)
+    add_alternatives_parser(cmds)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -199,4 +200,55 @@ def control(args: argparse.Namespace) -> int:
     if args.out:
         bc.record(args.out, res)
     print(report.control_text(res))
+    return 0
+
+
+def add_alternatives_parser(cmds) -> None:
+    from clm.presets import PRESETS
+
+    a = cmds.add_parser("alternatives", help="tokens/s of prompting, steering, logit arithmetic, mixtures, ours")
+    a.add_argument("--preset", choices=list(PRESETS), default="cpu", help="the comparison chapter's preset")
+    a.add_argument("--run-dir", type=Path, help="the book's run dir (default: runs/<preset>)")
+    a.add_argument("--attribute", help="the attribute dialed (default: the first trained one)")
+    a.add_argument("--batch", type=count(1), default=8, metavar="N")
+    a.add_argument("--new-tokens", type=count(2), default=32, metavar="N")
+    a.add_argument("--repeats", type=count(1), default=3, metavar="N", help="timed rounds of each method")
+    a.add_argument("--threads", type=count(1), metavar="N", help="torch threads (default: torch's choice)")
+    a.add_argument("--out", type=Path, help="merge the record into this bench JSON under 'alternatives'")
+    a.add_argument("--show", action="store_true", help="print the record in --out (default: the shipped bench JSON)")
+    a.set_defaults(run=alternatives)
+
+
+def alternatives(args: argparse.Namespace) -> int:
+    """``bench alternatives``: :mod:`clm.bench.alternatives` on the comparison chapter's methods
+    (its dev choices and tables, read from the run dir or generated), printed and (``--out``) recorded."""
+    from clm.bench import alternatives as ba
+    from clm.bench import report
+
+    if args.show:
+        path = args.out or report.SAVED
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        print(ba.text(data.get("alternatives")))
+        return 0
+    import torch
+
+    import clm
+    from clm.book.chapters import chapter
+    from clm.book.params import find_scorers, table_path
+    from clm.eval.scoring import load_scorers
+    from clm.experiments import compare_runs
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    P = chapter("08_alternatives", {"preset": args.preset, **({"run_dir": str(args.run_dir)} if args.run_dir else {})})
+    base, tok = clm.load_base(P.model)
+    im = clm.InterpolatedModel(base, tok, P.ends)
+    scorers = load_scorers(path=find_scorers(P))
+    res = compare_runs.run_all(P, im, scorers, lambda name: table_path(P, "compare/" + name, P.ends), log=print)
+    methods = compare_runs.bench_methods(P, im, res, tok, args.attribute)
+    out = ba.measure(methods, methods.pop("base"), args.batch, args.new_tokens, args.repeats)
+    out = {"command": args.command_line, "model": P.model, "attribute": methods["interpolation"].attribute, **out}
+    if args.out:
+        ba.record(args.out, out)
+    print(ba.text(out))
     return 0

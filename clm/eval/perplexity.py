@@ -287,9 +287,29 @@ def continuation_perplexity(
             for r, q in enumerate(seqs):
                 x[r, : len(q)] = torch.tensor(q)
                 mask[r, : len(q)] = 1
-            logits = hf(input_ids=x.to(device), attention_mask=mask.to(device)).logits  # (n, L, V)
-            nll = token_nll(logits[:, :-1], x[:, 1:].to(device)).cpu()  # (n, L-1): nll[t] scores token t+1
+            spans = [(len(rows[i][0]), len(rows[i][1])) for i in part]
+            nll = _continuation_nll(hf, x.to(device), mask.to(device), spans)
             for r, i in enumerate(part):
-                p_len, c_len = len(rows[i][0]), len(rows[i][1])
-                out[i] = math.exp(float(nll[r, p_len - 1 : p_len - 1 + c_len].double().mean()))
+                out[i] = math.exp(float(nll[r].double().mean()))
     return out
+
+
+def _continuation_nll(hf: Any, x: Any, mask: Any, spans: list[tuple[int, int]]) -> list[Any]:
+    """Per row, the NLL of its continuation tokens: row r's tokens at positions p_len … p_len + c_len − 1,
+    each scored by the logits of the position before it. Only those positions go through the
+    output layer (the vocabulary is most of the work of a long prompt's logits); a model without
+    ``get_decoder`` computes every position's logits instead."""
+    import torch
+
+    decoder = getattr(hf, "get_decoder", lambda: None)()
+    head = hf.get_output_embeddings() if decoder is not None else None
+    if decoder is None or head is None:
+        logits = hf(input_ids=x, attention_mask=mask).logits  # (n, L, V)
+        nll = token_nll(logits[:, :-1], x[:, 1:]).cpu()
+        return [nll[r, p - 1 : p - 1 + c] for r, (p, c) in enumerate(spans)]
+    hidden = decoder(input_ids=x, attention_mask=mask).last_hidden_state  # (n, L, d)
+    rows = torch.cat([torch.full((c,), r) for r, (_, c) in enumerate(spans)])
+    pos = torch.cat([torch.arange(p - 1, p - 1 + c) for p, c in spans])
+    logits = head(hidden[rows.to(x.device), pos.to(x.device)])  # (Σ c, V)
+    nll = token_nll(logits, x[rows.to(x.device), (pos + 1).to(x.device)]).cpu()
+    return list(torch.split(nll, [c for _, c in spans]))

@@ -248,10 +248,12 @@ class Runs:
         return merged.drop(columns="_merge").assign(ppl_by=fp)
 
     def _token_ids(self, rows: Any) -> list[list[int]]:
-        if "token_ids" in rows.columns:
-            return [json.loads(x) if isinstance(x, str) else list(x) for x in rows["token_ids"]]
-        return [self.tok(t if isinstance(t, str) else "", add_special_tokens=False)["input_ids"]
-                for t in rows["continuation"]]  # fmt: skip
+        """Each row's generated token ids: stored (JSON), or, for rows of tables made before they
+        were stored, the continuation tokenized again."""
+        stored = rows["token_ids"] if "token_ids" in rows.columns else [None] * len(rows)
+        return [json.loads(x) if isinstance(x, str)
+                else self.tok(t if isinstance(t, str) else "", add_special_tokens=False)["input_ids"]
+                for x, t in zip(stored, rows["continuation"])]  # fmt: skip
 
 
 # ---------------------------------------------------------------------- the chapter's whole run
@@ -384,3 +386,30 @@ def share_rows(tables: Mapping[str, Any]) -> Any:
     cols = [c for c in keep if c in out.columns] + [c for c in out.columns if c.startswith("score_")]
     out = out[cols].sort_values(["method", "attribute", "strength", "prompt_index", "sample"], kind="stable")
     return out.reset_index(drop=True), base[[c for c in cols if c in base.columns]]
+
+
+def bench_methods(P: Any, im: Any, result: Mapping[str, Any], tokenizer: Any = None,
+                  attribute: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The comparison's methods for one attribute (default: the first trained one), as chosen on the
+    dev prompts, for :mod:`clm.bench.alternatives`; ``"base"`` is prompting at level 0 (the plain
+    prompt on the plain model)."""
+    from clm.methods.interpolation import InterpolationMethod
+    from clm.methods.logit_mix import LogitMix
+    from clm.methods.prompting import PromptingMethod
+    from clm.methods.steering import SteeringMethod
+
+    tok = tokenizer or im.tokenizer
+    dev = result["dev"]
+    a = attribute or next(x for x in [*P.trained, *P.attributes] if x in dev["wording"])
+    wording = dev["wording"][a]["chosen"]
+    out: dict[str, Any] = {"base": PromptingMethod(im, tok, a, wording)}  # generated at level 0 only
+    out["interpolation"] = InterpolationMethod(im, a)
+    out["prompting"] = PromptingMethod(im, tok, a, wording)
+    st = dev["steering"].get(a, {})
+    if a in result.get("vectors", {}) and st.get("grid"):
+        out["steering"] = SteeringMethod(im, tok, result["vectors"][a], grid=st["grid"], positions=P.positions)
+    if a in P.trained:
+        out["logit-linear"] = LogitMix(im, a, "linear", grid=LINEAR_GRID)
+        out["logit-product"] = LogitMix(im, a, "product", grid=PRODUCT_GRID)
+        out["mixture"] = mixture_method(P, im, a)
+    return out

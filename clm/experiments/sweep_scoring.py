@@ -38,7 +38,7 @@ def base_fluency(im: Any, batch_size: int = 16) -> Callable[[list[str], list[lis
 
     ends = getattr(im, "endpoints", None)
     if ends is not None:
-        spec = json.dumps({"kind": "base-continuation-ppl", "base": ends.base_fingerprint, "batch_size": batch_size})
+        spec = json.dumps({"kind": "base-continuation-ppl/2", "base": ends.base_fingerprint, "batch_size": batch_size})
         fluency.fingerprint = hashlib.sha256(spec.encode()).hexdigest()[:20]
     return fluency
 

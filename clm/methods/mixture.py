@@ -23,6 +23,7 @@ import json
 import math
 import os
 import random
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,9 +280,11 @@ class MixtureMethod(LoopMethod):
             return
         self.adapters = {m: Path(d() if callable(d) else d) for m, d in self.adapters.items()}
         items = list(self.adapters.items())
-        self.model = PeftModel.from_pretrained(self.model, str(items[0][1]), adapter_name=adapter_name(items[0][0]))
-        for m, d in items[1:]:
-            self.model.load_adapter(str(d), adapter_name=adapter_name(m))
+        with warnings.catch_warnings():  # PEFT asks transformers a deprecated question (is_gradient_checkpointing)
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            self.model = PeftModel.from_pretrained(self.model, str(items[0][1]), adapter_name=adapter_name(items[0][0]))
+            for m, d in items[1:]:
+                self.model.load_adapter(str(d), adapter_name=adapter_name(m))
         self.model.eval()
         self.loaded = True
 

@@ -1,0 +1,158 @@
+"""clm.experiments.compare_runs on pico: the comparison's runs are keyed and resumable, shared rows are
+the rows they stand for, lazy mixture adapters are never loaded for a complete table, and the
+continuation perplexity that scores only the continuation's positions equals the full-logits one."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import clm
+from clm.errors import ConfigError
+from clm.experiments import compare, compare_runs
+from clm.experiments.method_sweep import run_method_sweep
+from clm.methods.dev import dev_response
+from clm.methods.mixture import MixtureMethod
+from clm.methods.prompting import PromptingMethod
+
+PROMPTS = ["Once upon a time", "The letter said", "In the year 3000, robots"]
+
+
+class Keyed:
+    """A fake scorer with a fingerprint: the text's length mod 7, over 7 (pico writes stray bytes)."""
+
+    fingerprint = "length-v1"
+
+    def score(self, texts):
+        return np.array([len(t) % 7 / 7 for t in texts])
+
+
+def count_generate(method, monkeypatch) -> list:
+    calls, real = [], method.generate
+
+    def wrapped(prompts, strengths, **kw):
+        calls.append(list(strengths))
+        return real(prompts, strengths, **kw)
+
+    monkeypatch.setattr(method, "generate", wrapped)
+    return calls
+
+
+def test_steering_layers_are_a_quarter_half_and_three_quarters_up():
+    assert compare_runs.steering_layers(30) == [7, 14, 21]
+    assert compare_runs.steering_layers(2) == [0, 1]
+    assert compare_runs.steering_layers(1) == [0]
+    with pytest.raises(ConfigError, match="at least one decoder layer"):
+        compare_runs.steering_layers(0)
+
+
+def test_dev_response_through_a_table_resumes_and_generates_nothing_the_second_time(im, tmp_path, monkeypatch):
+    method = PromptingMethod(im, im.tokenizer, "sentiment", "story")
+    kw = dict(samples=1, seed=0, max_new_tokens=4, batch_size=4, out=tmp_path / "dev.parquet")
+    first = dev_response(method, PROMPTS, Keyed(), [-2.0, 2.0], **kw)
+    calls = count_generate(method, monkeypatch)
+    again = dev_response(method, PROMPTS, Keyed(), [-2.0, 2.0], **kw)
+    assert calls == [] and json.dumps(again) == json.dumps(first)  # NaN-safe equality
+    t = pd.read_parquet(tmp_path / "dev.parquet")
+    for s in (-2.0, 2.0):  # the record is the table's own means
+        assert first["score"][s] == pytest.approx(t.loc[t.strength == s, "score_sentiment"].mean())
+    assert first["range"] == pytest.approx(first["score"][2.0] - first["score"][-2.0])
+    with pytest.raises(ConfigError, match="needs a table"):
+        dev_response(method, PROMPTS, Keyed(), [-2.0], fluency="base")
+
+
+def test_mixture_keyed_by_recipe_never_loads_its_adapters_for_a_complete_table(im, pico_dir, endpoints_dir, tmp_path):
+    ends = clm.Endpoints.load(endpoints_dir)
+    base = clm.load_base(str(pico_dir))[0]
+    made = []
+
+    def adapter():
+        made.append(1)
+        return ends.adapter_dir("sentiment", "high")  # a stand-in adapter: any adapter of this base
+
+    recipes = {0.5: {"settings": {"lr": 1}, "mixture": {"m": 0.5}}}
+    method = MixtureMethod(base, im.tokenizer, "sentiment", {0.5: adapter}, recipes=recipes)
+    assert not method.loaded and made == [] and "recipes" in method.describe()
+    out = tmp_path / "mix.parquet"
+    kw = dict(out=out, n_samples=1, max_new_tokens=4, batch_size=4)
+    first = run_method_sweep(method, None, PROMPTS, {"sentiment": Keyed()}, **kw)
+    assert method.loaded and made == [1]
+    lazy = MixtureMethod(clm.load_base(str(pico_dir))[0], im.tokenizer, "sentiment", {0.5: adapter}, recipes=recipes)
+    again = run_method_sweep(lazy, None, PROMPTS, {"sentiment": Keyed()}, **kw)
+    assert not lazy.loaded and made == [1]  # the table held every batch: nothing loaded, nothing trained
+    pd.testing.assert_frame_equal(first, again)
+    other = MixtureMethod(base, im.tokenizer, "sentiment", {0.5: adapter}, recipes={0.5: {"settings": {"lr": 2}}})
+    assert other.describe()["recipes"] != method.describe()["recipes"]  # another recipe: another key
+    with pytest.raises(ConfigError, match="recipes and adapters differ"):
+        MixtureMethod(base, im.tokenizer, "sentiment", {0.5: adapter, 0.25: adapter}, recipes=recipes)
+
+
+def test_continuation_perplexity_of_the_continuation_positions_equals_the_full_logits(pico):
+    from clm.eval.perplexity import continuation_perplexity, token_nll
+
+    model, tok = pico
+    conts = [[5, 6, 7, 8], [9, 10], [11, 12, 13]]
+    got = continuation_perplexity(model, PROMPTS, conts, tokenizer=tok, batch_size=2)
+    want = []
+    with torch.no_grad():
+        for p, c in zip(PROMPTS, conts):
+            ids = tok(p)["input_ids"]
+            x = torch.tensor([ids + c])
+            nll = token_nll(model(input_ids=x).logits[:, :-1], x[:, 1:])[0, len(ids) - 1 : len(ids) - 1 + len(c)]
+            want.append(math.exp(float(nll.double().mean())))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert np.isnan(continuation_perplexity(model, PROMPTS[:1], [[]], tokenizer=tok))[0]
+
+
+def test_add_fluency_keeps_what_it_measured_and_measures_only_new_rows(im, tmp_path):
+    from clm.experiments import designs, sweep
+    from clm.experiments.sweep_scoring import base_fluency
+
+    runs = compare_runs.Runs(im, {"sentiment": Keyed()}, tmp_path / "compare", lambda n: tmp_path / "compare" / n,
+                             dict(n_samples=1, seeds=[0], max_new_tokens=4, batch_size=4), log=lambda _: None)  # fmt: skip
+    t = sweep.run_sweep(im, designs.single_attribute("sentiment", [0.0, 1.0]), PROMPTS, {"sentiment": Keyed()},
+                        out=tmp_path / "s.parquet", n_samples=1, max_new_tokens=4, batch_size=4, fluency=None)  # fmt: skip
+    half = runs.add_fluency(t.iloc[:3], "fl.parquet", every=2)
+    stored = pd.read_parquet(tmp_path / "compare" / "fl.parquet")
+    assert len(stored) == 3
+    calls = []
+    real = runs._token_ids
+    runs._token_ids = lambda rows: calls.append(len(rows)) or real(rows)
+    full = runs.add_fluency(t, "fl.parquet", every=2)
+    assert calls == [2, 1]  # only the 3 rows not measured before
+    direct = base_fluency(im, batch_size=4)(t["prompt"].tolist(), [list(map(int, eval(x))) for x in t["token_ids"]])
+    np.testing.assert_allclose(full["ppl"].to_numpy(float), direct, rtol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(full["ppl"].to_numpy(float)[:3], half["ppl"].to_numpy(float))
+
+
+def _rows(method: str, strengths, n=2, attribute="sentiment", **extra):
+    return pd.DataFrame([
+        {"method": method, "attribute": attribute, "dial": "d", "strength": float(s), "prompt_index": i, "sample": 0,
+         "seed": 0, "prompt": f"p{i}", "continuation": f"{method} {s} {i}", "score_sentiment": s / 10 + i,
+         "ppl": 10.0 + s, **extra}
+        for s in strengths for i in range(n)
+    ])  # fmt: skip
+
+
+def test_shared_rows_are_the_base_and_the_endpoints_rows_marked_where_they_came_from():
+    base = _rows("x", [0.0]).drop(columns=["method", "attribute", "dial", "strength"]).assign(wikitext_ppl=20.0)
+    single = _rows("y", [0.0, 1.0]).drop(columns=["method", "attribute", "dial"])
+    single = single.assign(alpha_sentiment=single.strength, lam_sentiment=1.0, setting="s").drop(columns="strength")
+    tables = {"base": base, "interpolation_sentiment": single, "prompting_sentiment": _rows("prompting", [-2.0, 2.0]),
+              "logit-product_sentiment": _rows("logit-product", [0.5])}  # fmt: skip
+    tidy, base_rows = compare_runs.share_rows(tables)
+    p0 = tidy[(tidy.method == "prompting") & (tidy.strength == 0.0)]
+    assert list(p0.continuation) == list(base.continuation) and set(p0.shared_from) == {"base"}
+    assert p0.wikitext_ppl.isna().all()  # prompting defines no model: the base's WikiText value is not its
+    prod = tidy[tidy.method == "logit-product"]
+    assert sorted(prod.strength.unique()) == [0.0, 0.5, 1.0]
+    assert list(prod[prod.strength == 1.0].continuation) == list(single[single.alpha_sentiment == 1.0].continuation)
+    assert prod[prod.strength == 0.5].shared_from.isna().all()
+    fr = compare.frontier(tidy, base_rows)
+    at0 = fr[(fr.method == "prompting") & (fr.strength == 0.0)]
+    assert float(at0.ppl_ratio.iloc[0]) == pytest.approx(1.0)  # the base's own rows: ratio 1
