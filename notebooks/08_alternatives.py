@@ -25,9 +25,9 @@
 # |---|---|---|---|
 # | **interpolation** (ours) | α between the low and high endpoint | yes | the two endpoints |
 # | **prompting** | an instruction in the chat template, level −2 … +2 | yes | a wording, chosen on dev prompts |
-# | **activation steering** | c · v added to the residual stream after one layer | yes | a mean-difference vector v |
-# | **logit arithmetic**, linear (DExperts) | α in base + α (high − low) | yes | the endpoints, 3 passes per token |
-# | **logit arithmetic**, product of experts | α in (1 − α) log p_low + α log p_high | yes | the endpoints, 2 passes per token |
+# | **activation steering** {cite:p}`turner2023activation,panickssery2024steering` | c · v added to the residual stream after one layer | yes | a mean-difference vector v |
+# | **logit arithmetic**, linear (DExperts, {cite:t}`liu2021dexperts`) | α in base + α (high − low) | yes | the endpoints, 3 passes per token |
+# | **logit arithmetic**, product of experts {cite:p}`dekoninck2024arithmetic` | α in (1 − α) log p_low + α log p_high | yes | the endpoints, 2 passes per token |
 # | **data mixture** | m, the high-pole share of the training texts | no: one adapter per m | one adapter trained per m |
 #
 # Hyper-parameters are chosen on **development prompts only** (the *last* prompts of the file),
@@ -113,7 +113,8 @@ show.setup_line(
 base, tok = clm.load_base(P.model)
 im = clm.InterpolatedModel(base, tok, ends)
 scorers = load_scorers(path=find_scorers(P))
-res = compare_runs.run_all(P, im, scorers, lambda name: table_path(P, "compare/" + name, ends), log=lambda _: None)
+res = compare_runs.run_all(P, im, scorers, table=lambda name: table_path(P, "compare/" + name, ends),
+                           chapter4_table=lambda name: table_path(P, name, ends), log=lambda _: None)  # fmt: skip
 tidy, base_rows = compare_runs.share_rows(res["tables"])
 dev = res["dev"]
 tidy.groupby(["method", "attribute"], sort=False).size().unstack("attribute")

@@ -286,6 +286,26 @@ if control:
     display(show.table(ctable, caption="A schedule against the fixed setting, and the time to solve for a score"))
 show.findings("{line}.", line=report.control_text(control))
 
+# %% [markdown]
+# ## The alternatives of chapter 8
+#
+# Chapter 8 compares interpolation's *control* with prompting, activation steering, logit
+# arithmetic and data-mixture adapters. What each costs at decoding time, on the shipped endpoints
+# and the chapter's own choices (`python -m clm bench alternatives`): one batch of 8 rows, every
+# row at a different strength where the method allows it, against the base model through the same
+# decode loop. Prompting pays for its instruction's extra prompt tokens, steering for one vector
+# addition per layer output, logit arithmetic for a forward pass per model per token.
+
+# %% tags=["remove-input"]
+from clm.bench import alternatives as bench_alt
+
+alt = res.get("alternatives") or report.load_saved().get("alternatives")
+alt_table = bench_alt.table(alt)
+if alt_table is not None:
+    display(show.table(alt_table, caption="Decoding cost of chapter 8's methods (batch 8) and what each holds "
+                       "beyond the base model", digits=3))  # fmt: skip
+show.findings("{line}.", line=bench_alt.text(alt))
+
 # %% tags=["remove-input"]
 _ = P.record(
     "09_cost_of_interpolation",
@@ -305,8 +325,8 @@ _ = P.record(
 # %% tags=["remove-input"]
 met = [t["met"] for t in report.targets(res) if t["met"] is not None]
 show.findings(
-    "{summary}\n\nIn all, {n_met} of the {n} measured targets are met, on {machine}. {control}.{tiny}",
+    "{summary}\n\nIn all, {n_met} of the {n} measured targets are met, on {machine}. {control}. {alt}.{tiny}",
     summary=report.summary(res), n_met=sum(met), n=len(met), machine=report.label(res["machine"]),
-    control=report.control_text(res.get("control")),
+    control=report.control_text(res.get("control")), alt=bench_alt.text(alt),
     tiny=" At the `tiny` preset the benchmark runs on the pico model: its numbers mean nothing." if tiny else "",
 )  # fmt: skip

@@ -206,6 +206,22 @@ glue("control_results_table", control_table, display=False)
 control_table
 
 # %% [markdown]
+# ## Beyond the paper: against the alternatives
+#
+# Chapter 8 puts interpolation beside prompting, activation steering, logit arithmetic and data
+# mixtures on the same prompts, scorers and fluency measure, with every other method's
+# hyper-parameters chosen on development prompts. The row below is the score range each method
+# reaches within the chapter's perplexity budget, widest first.
+
+# %% tags=["hide-input"]
+from clm.experiments import compare_report
+
+versus = compare_report.conclusions_row(recorded)
+versus_table = show.table(versus, caption="Interpolation against the alternatives (chapter 8)", index=True)
+glue("versus_results_table", versus_table, display=False)
+versus_table
+
+# %% [markdown]
 # ## Summary
 #
 # One line per claim, written from the tables above when this notebook ran.
@@ -327,6 +343,7 @@ corner = lam_checks[lam_checks.claim == "own corner highest"]
 # %% tags=["remove-input"]
 F = dict(
     control_line=report_control.control_line(control),
+    versus_line=compare_report.conclusions_line(versus),
     n_pass=int(passes.holds.astype(bool).sum()), n_meas=int(passes.holds.notna().sum()), min_range=T.min_range,
     failing=", ".join(f"{a} misses it" for a, h in zip(passes.attribute, passes.holds) if h is False) or "none misses it",
     weak=strong.idxmin() if len(strong) else "–", weak_range=float(strong.min()) if len(strong) else float("nan"),
@@ -374,6 +391,7 @@ show.findings(
     "WikiText-2 to stay within {ppl_bar:g}× the base's at every grid α, and the mean score to stay monotone between "
     "neighbouring α. So the two bands need not agree, and ours can only end at a grid point.\n\n"
     "**Control (chapter 7).** {control_line}\n\n"
+    "**Against the alternatives (chapter 8).** {versus_line}\n\n"
     "**The text itself.** Most generations of a 135M model are incoherent at every α: these claims are about "
     "which pole's words a continuation leans to, not about how well it reads.{tiny}",
     **F,

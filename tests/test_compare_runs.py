@@ -16,7 +16,6 @@ import clm
 from clm.errors import ConfigError
 from clm.experiments import compare, compare_runs
 from clm.experiments.method_sweep import run_method_sweep
-from clm.methods.dev import dev_response
 from clm.methods.mixture import MixtureMethod
 from clm.methods.prompting import PromptingMethod
 
@@ -51,19 +50,29 @@ def test_steering_layers_are_a_quarter_half_and_three_quarters_up():
         compare_runs.steering_layers(0)
 
 
-def test_dev_response_through_a_table_resumes_and_generates_nothing_the_second_time(im, tmp_path, monkeypatch):
-    method = PromptingMethod(im, im.tokenizer, "sentiment", "story")
-    kw = dict(samples=1, seed=0, max_new_tokens=4, batch_size=4, out=tmp_path / "dev.parquet")
-    first = dev_response(method, PROMPTS, Keyed(), [-2.0, 2.0], **kw)
-    calls = count_generate(method, monkeypatch)
-    again = dev_response(method, PROMPTS, Keyed(), [-2.0, 2.0], **kw)
-    assert calls == [] and json.dumps(again) == json.dumps(first)  # NaN-safe equality
-    t = pd.read_parquet(tmp_path / "dev.parquet")
+def test_a_choice_through_keyed_tables_resumes_and_matches_the_tables(im, tmp_path, monkeypatch):
+    from clm.methods.dev import choose_wording, response_from_table
+
+    made = []
+
+    def respond(method, strengths, fluency):
+        made.append(method.wording.name)
+        t = run_method_sweep(method, strengths, PROMPTS, {"sentiment": Keyed()}, out=tmp_path / f"{method.wording.name}.parquet",
+                             max_new_tokens=4, batch_size=4, fluency=fluency)  # fmt: skip
+        return response_from_table(t, "sentiment", strengths)
+
+    first = choose_wording(im, im.tokenizer, "sentiment", PROMPTS, Keyed(), candidates=["story", "continue"], respond=respond)
+    assert made == ["story", "continue"] and first["chosen"] in ("story", "continue")
+    generated = []
+    real = PromptingMethod.generate_batch
+    monkeypatch.setattr(PromptingMethod, "generate_batch", lambda self, *a: generated.append(1) or real(self, *a))
+    again = choose_wording(im, im.tokenizer, "sentiment", PROMPTS, Keyed(), candidates=["story", "continue"], respond=respond)
+    assert generated == [] and json.dumps(again) == json.dumps(first)  # NaN-safe equality
+    t = pd.read_parquet(tmp_path / "story.parquet")
+    r = first["candidates"]["story"]
     for s in (-2.0, 2.0):  # the record is the table's own means
-        assert first["score"][s] == pytest.approx(t.loc[t.strength == s, "score_sentiment"].mean())
-    assert first["range"] == pytest.approx(first["score"][2.0] - first["score"][-2.0])
-    with pytest.raises(ConfigError, match="needs a table"):
-        dev_response(method, PROMPTS, Keyed(), [-2.0], fluency="base")
+        assert r["score"][s] == pytest.approx(t.loc[t.strength == s, "score_sentiment"].mean())
+    assert r["range"] == pytest.approx(r["score"][2.0] - r["score"][-2.0])
 
 
 def test_mixture_keyed_by_recipe_never_loads_its_adapters_for_a_complete_table(im, pico_dir, endpoints_dir, tmp_path):
@@ -156,3 +165,15 @@ def test_shared_rows_are_the_base_and_the_endpoints_rows_marked_where_they_came_
     fr = compare.frontier(tidy, base_rows)
     at0 = fr[(fr.method == "prompting") & (fr.strength == 0.0)]
     assert float(at0.ppl_ratio.iloc[0]) == pytest.approx(1.0)  # the base's own rows: ratio 1
+
+
+def test_the_strongest_fluent_setting_is_the_highest_score_within_the_budget():
+    from clm.experiments.compare_report import strongest_fluent
+
+    fr = pd.DataFrame({"method": "m", "attribute": "a", "strength": [0.0, 1.0, 2.0, 3.0],
+                       "score_mean": [0.1, 0.5, 0.9, 0.95], "ppl_ratio": [1.0, 1.2, 1.4, 2.0]})  # fmt: skip
+    b = strongest_fluent(fr, 1.5).iloc[0]
+    assert (b.strength, b.score, b.low, b.fluent, b.n_fluent) == (2.0, 0.9, 0.1, True, 3)
+    assert b.reach == pytest.approx(0.8)
+    none = strongest_fluent(fr.assign(ppl_ratio=[3.0, 2.5, 4.0, 5.0]), 1.5).iloc[0]
+    assert (none.strength, none.fluent, none.reach) == (1.0, False, 0.0)  # the least perplexing, marked not fluent

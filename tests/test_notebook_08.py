@@ -51,7 +51,7 @@ def test_a_second_run_generates_nothing_and_rewrites_no_table(book_run, monkeypa
     generated = []
     monkeypatch.setattr(LoopMethod, "generate_batch", lambda self, *a, **k: generated.append(self.name))
     monkeypatch.setattr(clm.InterpolatedModel, "generate", lambda self, *a, **k: generated.append("im"))
-    res = compare_runs.run_all(P, im, load_scorers(path=find_scorers(P)), lambda n: table_path(P, "compare/" + n, P.ends),
+    res = compare_runs.run_all(P, im, load_scorers(path=find_scorers(P)), lambda n: table_path(P, "compare/" + n, P.ends), lambda n: table_path(P, n, P.ends),
                                log=lambda _: None)  # fmt: skip
     assert generated == []
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tables} == before

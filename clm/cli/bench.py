@@ -232,7 +232,6 @@ def alternatives(args: argparse.Namespace) -> int:
         return 0
     import torch
 
-    import clm
     from clm.book.chapters import chapter
     from clm.book.params import find_scorers, table_path
     from clm.eval.scoring import load_scorers
@@ -241,10 +240,14 @@ def alternatives(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     P = chapter("08_alternatives", {"preset": args.preset, **({"run_dir": str(args.run_dir)} if args.run_dir else {})})
-    base, tok = clm.load_base(P.model)
-    im = clm.InterpolatedModel(base, tok, P.ends)
+    from clm.core.engine import InterpolatedModel
+    from clm.core.models import load_base
+
+    base, tok = load_base(P.model)
+    im = InterpolatedModel(base, tok, P.ends)
     scorers = load_scorers(path=find_scorers(P))
-    res = compare_runs.run_all(P, im, scorers, lambda name: table_path(P, "compare/" + name, P.ends), log=print)
+    res = compare_runs.run_all(P, im, scorers, lambda name: table_path(P, "compare/" + name, P.ends),
+                               lambda name: table_path(P, name, P.ends), log=print)  # fmt: skip
     methods = compare_runs.bench_methods(P, im, res, tok, args.attribute)
     out = ba.measure(methods, methods.pop("base"), args.batch, args.new_tokens, args.repeats)
     out = {"command": args.command_line, "model": P.model, "attribute": methods["interpolation"].attribute, **out}

@@ -142,3 +142,11 @@ def conclusions_row(recorded: Mapping[str, Any]) -> Table:
           f"{rec.get('budget', '–')}, on the same prompts and scorers", finding, holds)],
         columns=["claim", "our test", "our finding", "holds"],
     ).set_index("claim")  # fmt: skip
+
+
+def conclusions_line(row: Table) -> str:
+    """One sentence from :func:`conclusions_row`'s table, for the conclusions' findings."""
+    r = row.iloc[0]
+    if r["our finding"] == NOT_MEASURED:
+        return f"chapter 8's comparison: {NOT_MEASURED}."
+    return f"Score range within the fluency budget, per attribute: {r['our finding']}; {r['holds']}."

@@ -106,26 +106,31 @@ class Runs:
         from clm.methods.dev import choose_steering, choose_wording
         from clm.methods.steering import decoder_layers
 
-        kw = dict(samples=1, seed=self.gen["seeds"][0], max_new_tokens=self.gen["max_new_tokens"],
-                  batch_size=self.gen["batch_size"], progress=self.progress)  # fmt: skip
-        dev_dir = self.out_dir / "dev"
-        record: dict[str, Any] = {"n_dev": len(dev_prompts), "wording": {}, "steering": {}}
-        from clm.methods.prompting import WORDINGS
+        from clm.experiments.method_sweep import run_method_sweep
+        from clm.methods.dev import response_from_table
 
+        def respond(method: Any, strengths: list[float], fluency: Any) -> dict[str, Any]:
+            """A candidate's dev response from its keyed table ``compare/dev/<method>_<attribute>_<which>``."""
+            which = f"L{method.vector.layer}" if method.name == "steering" else method.wording.name
+            name = f"dev/{'steering' if method.name == 'steering' else 'wording'}_{method.attribute}_{which}.parquet"
+            t = run_method_sweep(method, strengths, list(dev_prompts), {method.attribute: self.scorers[method.attribute]},
+                                 out=self.table(name), n_samples=1, seeds=(self.gen["seeds"][0],),
+                                 max_new_tokens=self.gen["max_new_tokens"], batch_size=self.gen["batch_size"],
+                                 fluency=fluency, progress=self.progress)  # fmt: skip
+            return response_from_table(t, method.attribute, strengths)
+
+        kw = dict(respond=respond)
+        record: dict[str, Any] = {"n_dev": len(dev_prompts), "wording": {}, "steering": {}}
         for a in attributes:
-            for name in WORDINGS:
-                self.table(f"dev/wording_{a}_{name}.parquet")  # the shipped dev table, copied in if there is one
-            rec = choose_wording(self.im, self.tok, a, dev_prompts, self.scorers[a], out_dir=dev_dir, **kw)
+            rec = choose_wording(self.im, self.tok, a, dev_prompts, self.scorers[a], **kw)
             record["wording"][a] = rec
             self.log(f"wording for {a}: {rec['chosen']}")
         n_layers = len(decoder_layers(self.im.model))
         layers = steering_layers(n_layers) if layers is None else [int(L) for L in layers]
         first, rest = attributes[0], list(attributes[1:])
-        for L in layers:
-            self.table(f"dev/steering_{first}_L{L}.parquet")
         vecs = self.vectors(first, layers, data_dir, n_texts)
         st = choose_steering(self.im, self.tok, vecs, dev_prompts, self.scorers[first], "base", probe=probe,
-                             max_ratio=max_ratio, positions=positions, out_dir=dev_dir, **kw)  # fmt: skip
+                             max_ratio=max_ratio, positions=positions, **kw)  # fmt: skip
         st["candidates"], st["n_layers"] = layers, n_layers
         st["vector_seconds"] = {L: v.seconds for L, v in vecs.items()}
         record["steering"][first] = st
@@ -134,10 +139,9 @@ class Runs:
         if layer is None:
             raise ConfigError(f"no steering layer of {layers} kept {first} within {max_ratio}x the base perplexity")
         for a in rest:
-            self.table(f"dev/steering_{a}_L{layer}.parquet")
             v = self.vectors(a, [layer], data_dir, n_texts)
             r = choose_steering(self.im, self.tok, v, dev_prompts, self.scorers[a], "base", probe=probe,
-                                max_ratio=max_ratio, positions=positions, out_dir=dev_dir, **kw)  # fmt: skip
+                                max_ratio=max_ratio, positions=positions, **kw)  # fmt: skip
             r["vector_seconds"] = {L: x.seconds for L, x in v.items()}
             record["steering"][a] = r
             self.log(f"steering for {a}: c_max {r['c_max']}")
@@ -299,17 +303,18 @@ def mixture_weights(P: Any, method: Any, ends: Any, out: Path) -> dict[str, Any]
     return rows
 
 
-def run_all(P: Any, im: Any, scorers: Mapping[str, Any], table: Callable[[str], Path], log: Callable[[str], None],
-            progress: bool | None = False) -> dict[str, Any]:  # fmt: skip
+def run_all(P: Any, im: Any, scorers: Mapping[str, Any], table: Callable[[str], Path],
+            chapter4_table: Callable[[str], Path], log: Callable[[str], None], progress: bool | None = False,
+            ) -> dict[str, Any]:  # fmt: skip
     """Everything the chapter generates, in order (dev choices, then every sweep); returns
-    ``{"dev", "tables": {name: table}, "mixture": {attribute: {m: weights row}}, "vectors"}``."""
+    ``{"dev", "tables": {name: table}, "mixture": {attribute: {m: weights row}}, "vectors"}``.
+
+    ``table(name)`` / ``chapter4_table(name)``: the path of this chapter's table ``compare/<name>`` and
+    of chapter 4's ``<name>`` (the chapter's ``table_path(P, ..., ends)``, which copies a shipped one in)."""
     from clm.data import read_texts
 
     out_dir = P.run_dir / "tables" / "compare"
-    from clm.book.params import table_path
-
-    runs = Runs(im, scorers, out_dir, table, P.sweep_kwargs(P.n_prompts, P.n_samples),
-                lambda name: table_path(P, name, P.ends), log, progress)  # fmt: skip
+    runs = Runs(im, scorers, out_dir, table, P.sweep_kwargs(P.n_prompts, P.n_samples), chapter4_table, log, progress)
     prompts = read_texts(P.prompts_file, limit=P.n_prompts)
     wikitext = P.wikitext(im)
     spec = P.wikitext_spec()

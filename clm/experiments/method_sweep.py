@@ -177,10 +177,10 @@ def mixture_perplexity(method: Any, path: str | os.PathLike, **kwargs: Any) -> C
     text: list[str] = []
 
     def perplexity(m: float) -> float:
-        from clm.experiments.sweep_perplexity import _text_for
+        from clm.experiments.sweep_perplexity import text_for
 
         if not text:
-            text.append(_text_for(method.tokenizer, path, kwargs.get("max_tokens")))
+            text.append(text_for(method.tokenizer, path, kwargs.get("max_tokens")))
         method.load()
         method.model.set_adapter(adapter_name(m))
         return sliding_window_perplexity(method.model, text=text[0], tokenizer=method.tokenizer, progress=False,

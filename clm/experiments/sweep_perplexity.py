@@ -33,7 +33,7 @@ def wikitext_perplexity(im: Any, path: str | os.PathLike, **kwargs: Any) -> Call
         from clm.eval.perplexity import sliding_window_perplexity
 
         if not text:
-            text.append(_text_for(im.tokenizer, path, kwargs.get("max_tokens")))
+            text.append(text_for(im.tokenizer, path, kwargs.get("max_tokens")))
         return sliding_window_perplexity(im, text=text[0], weights=weights, progress=False, **kwargs).ppl
 
     # What a stored value depends on besides the weights: perplexity_table reuses only matches.
@@ -54,7 +54,7 @@ def wikitext_perplexity(im: Any, path: str | os.PathLike, **kwargs: Any) -> Call
     return perplexity
 
 
-def _text_for(tok: Any, path: str | os.PathLike, max_tokens: int | None) -> str:
+def text_for(tok: Any, path: str | os.PathLike, max_tokens: int | None) -> str:
     """The text :func:`clm.eval.perplexity.sliding_window_perplexity` reads from ``path`` (its non-blank
     lines), cut at the first line end after ``max_tokens`` tokens if the cut text gives the same
     first ``max_tokens`` tokens (so each setting does not re-tokenize a whole WikiText-2)."""

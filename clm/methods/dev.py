@@ -15,9 +15,10 @@ Rules:
   the largest dev range mean(+c_max) − mean(−c_max) (ties: the earlier layer), and the grid is
   c_max × (−1, −½, 0, ½, 1).
 
-With ``out`` / ``out_dir``, every candidate's continuations go through
-:func:`clm.experiments.method_sweep.run_method_sweep` into a keyed table, so a killed selection
-resumes where it stopped and a rerun generates nothing; the record is computed from the tables.
+With a ``respond`` that runs :func:`clm.experiments.method_sweep.run_method_sweep` (as
+:mod:`clm.experiments.compare_runs` does), every candidate's continuations go into a keyed table,
+so a killed selection resumes where it stopped and a rerun generates nothing; the record is
+computed from the tables (:func:`response_from_table`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,28 +61,16 @@ def dev_response(
     seed: int = 0,
     max_new_tokens: int = 32,
     batch_size: int = 32,
-    fluency: Callable[[list[str], list[list[int]]], Any] | str | None = None,
-    out: Any = None,
-    progress: bool | None = False,
+    fluency: Callable[[list[str], list[list[int]]], Any] | None = None,
 ) -> dict[str, Any]:
-    """Mean score (and log-perplexity) per strength on ``prompts``; every strength in one run.
-
-    With ``out`` (a table path) the continuations are generated, scored and kept by
-    :func:`~clm.experiments.method_sweep.run_method_sweep` (resumable, keyed; ``fluency`` may be
-    ``"base"``), else in memory.
+    """Mean score (and log-perplexity) per strength on ``prompts``; every strength in one run, in memory
+    (:func:`response_from_table` makes the same record from a keyed sweep table).
 
     Returns ``{"score": {s: mean}, "log_ppl": {s: mean log ppl} (if fluency), "empty": {s:
     fraction of empty continuations}, "spearman": ρ(strength, mean score), "range": mean at the
     top strength − mean at the bottom one}``.
     """
     grid = list(method.dial.grid if strengths is None else strengths)
-    if out is not None:
-        return _response_from_table(method, grid, prompts, scorer, samples, seed, max_new_tokens, batch_size,
-                                    fluency, out, progress)  # fmt: skip
-    if isinstance(fluency, str):
-        from clm.errors import ConfigError
-
-        raise ConfigError(f"fluency {fluency!r} needs a table (out=...); in memory give a callable")
     rows_p = [p for s in grid for p in prompts]
     rows_s = [s for s in grid for _ in prompts]
     gens = method.generate(
@@ -114,28 +102,27 @@ def _summarise(out: dict[str, Any], grid: Sequence[float]) -> dict[str, Any]:
     return out
 
 
-def _response_from_table(
-    method: Method, grid: list[float], prompts: Sequence[str], scorer: Any, samples: int, seed: int,
-    max_new_tokens: int, batch_size: int, fluency: Any, out: Any, progress: bool | None,
-) -> dict[str, Any]:  # fmt: skip
-    from clm.experiments.method_sweep import run_method_sweep
-
-    a = method.attribute
-    t = run_method_sweep(
-        method, grid, list(prompts), {a: scorer}, out=out, n_samples=samples, seeds=(seed,),
-        max_new_tokens=max_new_tokens, batch_size=batch_size, fluency=fluency, progress=progress,
-    )  # fmt: skip
-    s = t["strength"].to_numpy(float)
-    scores = t[f"score_{a}"].to_numpy(float)
-    empty = np.array([not (isinstance(c, str) and c.strip()) for c in t["continuation"]])
+def response_from_table(table: Any, attribute: str, grid: Sequence[float]) -> dict[str, Any]:
+    """:func:`dev_response`'s record from a sweep table of one method
+    (:func:`clm.experiments.method_sweep.run_method_sweep`): ``score_<attribute>`` per strength, and
+    ``log_ppl`` where the table has ``ppl``."""
+    s = table["strength"].to_numpy(float)
+    scores = table[f"score_{attribute}"].to_numpy(float)
+    empty = np.array([not (isinstance(c, str) and c.strip()) for c in table["continuation"]])
     res: dict[str, Any] = {
         "score": {float(v): float(np.nanmean(scores[s == v])) for v in grid},
         "empty": {float(v): float(empty[s == v].mean()) for v in grid},
     }
-    if fluency is not None:
-        ppl = t["ppl"].to_numpy(float)
+    if "ppl" in table.columns:
+        ppl = table["ppl"].to_numpy(float)
         res["log_ppl"] = {float(v): float(np.nanmean(np.log(ppl[s == v]))) for v in grid}
     return _summarise(res, grid)
+
+
+#: ``respond(method, strengths, fluency) -> record``: how a choice gets each candidate's dev
+#: response (default :func:`dev_response` in memory; :mod:`clm.experiments.compare_runs` passes
+#: one that keeps every candidate's continuations in a keyed table).
+Respond = Callable[[Method, list[float], Any], dict[str, Any]]
 
 
 def prompts_record(prompts: Sequence[str], source: str = "the last prompts of writing_prompts.jsonl") -> dict[str, Any]:
@@ -149,7 +136,7 @@ def choose_wording(
     prompts: Sequence[str],
     scorer: Any,
     candidates: Sequence[str] | None = None,
-    out_dir: Any = None,
+    respond: Respond | None = None,
     **kw: Any,
 ) -> dict[str, Any]:
     """Pick the prompting wording for ``attribute`` on dev prompts (rule: the module docstring).
@@ -157,8 +144,8 @@ def choose_wording(
     Args:
         model, tokenizer: the instruction-tuned base (or an InterpolatedModel, run at the base).
         candidates: names in :data:`clm.methods.prompting.WORDINGS` (default: all).
-        out_dir: keep each candidate's continuations in ``<out_dir>/wording_<attribute>_<name>.parquet``.
-        kw: for :func:`dev_response` (samples, seed, max_new_tokens, batch_size, progress).
+        respond: how each candidate's response is obtained (:data:`Respond`; default in memory).
+        kw: for :func:`dev_response` (samples, seed, max_new_tokens, batch_size).
 
     Returns:
         ``{"rule", "prompts", "template", "candidates": {name: response}, "chosen": name}``.
@@ -170,8 +157,8 @@ def choose_wording(
     for name in names:
         method = PromptingMethod(model, tokenizer, attribute, name)
         template = method.template
-        out = None if out_dir is None else Path(out_dir) / f"wording_{attribute}_{name}.parquet"
-        res[name] = dev_response(method, prompts, scorer, [-2.0, 2.0], out=out, **kw)
+        levels = [-2.0, 2.0]
+        res[name] = respond(method, levels, None) if respond else dev_response(method, prompts, scorer, levels, **kw)
 
     def key(name: str) -> float:
         r = res[name]["range"]
@@ -193,7 +180,7 @@ def choose_steering(
     probe: Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0),
     max_ratio: float = 1.5,
     positions: str = "all",
-    out_dir: Any = None,
+    respond: Respond | None = None,
     **kw: Any,
 ) -> dict[str, Any]:
     """Pick the steering layer and c grid on dev prompts (rule: the module docstring).
@@ -203,7 +190,7 @@ def choose_steering(
         fluency: ``(prompts, token_ids) -> perplexities`` under the base (:func:`base_fluency`).
         probe: the magnitudes of c tried, each at + and −, in one batch per layer (per-row c).
         max_ratio: the perplexity ratio to the unsteered continuations a setting may reach.
-        out_dir: keep each layer's continuations in ``<out_dir>/steering_<attribute>_L<layer>.parquet``.
+        respond: how each layer's response is obtained (:data:`Respond`; default in memory).
 
     Returns:
         ``{"rule", "prompts", "layers": {L: {"response", "ratio": {c: r}, "c_max", "range"}},
@@ -216,14 +203,11 @@ def choose_steering(
     layers: dict[int, dict[str, Any]] = {}
     for L, vec in vectors.items():
         method = SteeringMethod(model, tokenizer, vec, grid=strengths, positions=positions)
-        out = None if out_dir is None else Path(out_dir) / f"steering_{vec.attribute}_L{int(L)}.parquet"
-        r = dev_response(method, prompts, scorer, strengths, fluency=fluency, out=out, **kw)
-        lp = r["log_ppl"]
-        ratio = {c: math.exp(max(lp[c], lp[-c]) - lp[0.0]) for c in probe}
-        fluent = [c for c in probe if ratio[c] <= max_ratio]
-        c_max = max(fluent) if fluent else None
-        rng = None if c_max is None else r["score"][c_max] - r["score"][-c_max]
-        layers[int(L)] = {"response": r, "ratio": ratio, "c_max": c_max, "range": rng}
+        if respond:
+            r = respond(method, strengths, fluency)
+        else:
+            r = dev_response(method, prompts, scorer, strengths, fluency=fluency, **kw)
+        layers[int(L)] = _layer_record(r, probe, max_ratio)
     ok = [L for L in layers if layers[L]["c_max"] is not None]
     best = max(ok, key=lambda L: layers[L]["range"]) if ok else None
     c_max = None if best is None else layers[best]["c_max"]
@@ -233,14 +217,15 @@ def choose_steering(
         "(ties: the earlier layer); grid = c_max x (-1, -1/2, 0, 1/2, 1)"
     )
     grid = None if c_max is None else [round(c_max * g, 6) for g in STEERING_GRID]
-    return {
-        "rule": rule,
-        "prompts": prompts_record(prompts),
-        "positions": positions,
-        "probe": probe,
-        "max_ratio": max_ratio,
-        "layers": layers,
-        "layer": best,
-        "c_max": c_max,
-        "grid": grid,
-    }
+    return {"rule": rule, "prompts": prompts_record(prompts), "positions": positions, "probe": probe,
+            "max_ratio": max_ratio, "layers": layers, "layer": best, "c_max": c_max, "grid": grid}  # fmt: skip
+
+
+def _layer_record(r: dict[str, Any], probe: Sequence[float], max_ratio: float) -> dict[str, Any]:
+    """One layer's dev response, with each probe's perplexity ratio, its largest fluent c and that c's range."""
+    lp = r["log_ppl"]
+    ratio = {c: math.exp(max(lp[c], lp[-c]) - lp[0.0]) for c in probe}
+    fluent = [c for c in probe if ratio[c] <= max_ratio]
+    c_max = max(fluent) if fluent else None
+    rng = None if c_max is None else r["score"][c_max] - r["score"][-c_max]
+    return {"response": r, "ratio": ratio, "c_max": c_max, "range": rng}
