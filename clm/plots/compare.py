@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from clm.errors import ConfigError
-from clm.plots.style import ROW_IN, SERIES_COLORS, grid, score_label, shared_legend, style
+from clm.plots.style import ROW_IN, SERIES_COLORS, WIDTH_IN, grid, score_label, shared_legend, style
 
 #: Each method's colour and marker, the same in every figure of the chapter (interpolation, ours, in black).
 METHOD_STYLES: dict[str, tuple[str, str]] = {
@@ -98,8 +99,7 @@ def drift_matrix(metrics: Any, attributes: Sequence[str] | None = None, methods:
             if len(v):
                 m[i, j] = float(v.iloc[0])
     with style():
-        fig = Figure(figsize=(6.8, 0.42 * len(methods) + 1.0), layout="constrained")
-        ax = fig.add_subplot()
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, 0.42 * len(methods) + 1.0))
         top = np.nanmax(m) if np.isfinite(m).any() else 1.0
         im = ax.imshow(np.ma.masked_invalid(m), cmap="Greys", vmin=0, vmax=top * 1.6, aspect="auto")
         for i in range(len(methods)):
@@ -109,6 +109,7 @@ def drift_matrix(metrics: Any, attributes: Sequence[str] | None = None, methods:
         ax.set_xticks(range(len(attrs)), attrs)
         ax.set_yticks(range(len(methods)), methods)
         ax.tick_params(length=0)
+        ax.grid(False)
         ax.set_xlabel("attribute dialed")
         fig.colorbar(im, ax=ax, label="drift", shrink=0.9)
     return fig
@@ -128,7 +129,7 @@ def mixture_vs_interpolation(rows: Any) -> Figure:
     if not attrs:
         raise ConfigError("mixture_vs_interpolation: no rows")
     with style():
-        fig, axes, _ = grid(2 * len(attrs), ncols=2, row_in=ROW_IN)
+        fig, axes, _ = grid(2 * len(attrs), ncols=2, row_in=ROW_IN + 0.4 / len(attrs))
         for k, a in enumerate(attrs):
             ax, bx = axes[2 * k], axes[2 * k + 1]
             d = rows[rows.attribute == a]
@@ -139,14 +140,14 @@ def mixture_vs_interpolation(rows: Any) -> Figure:
                 ax.errorbar(g.m + shift, y, yerr=[y - g.score_lo, g.score_hi - y], color=color, marker=marker, ms=4,
                             lw=1.1, elinewidth=0.7, capsize=0, label="interpolation at α = m" if src == "interpolation"
                             else "mixture adapter")  # fmt: skip
-            ax.set(title=f"{a}: score", xlabel="m (high-pole fraction) = α", ylabel=f"mean {score_label(a)}")
-            ax.legend(loc="best", frameon=False)
+            ax.set(title=f"{a}: score", xlabel="m (high-pole share) = α", ylabel=f"mean {score_label(a)}")
             g = d[(d.source == "mixture") & d.ratio.notna()].sort_values("m")
             bx.bar([f"{m:g}" for m in g.m], g.ratio, color=method_style("mixture")[0], width=0.55)
             for x, v in enumerate(g.ratio):
                 bx.text(x, v, f"{v:.2f}", ha="center", va="bottom", fontsize=8.5)
             bx.axhline(1.0, color="0.45", ls="--", lw=0.9)
-            bx.set(title=f"{a}: ΔW distance", xlabel="m", ylabel="‖ΔW_mix − ΔW(α=m)‖ / ‖ΔW_high − ΔW_low‖",
+            bx.set(title=f"{a}: ΔW distance from α = m", xlabel="m", ylabel="over the endpoints' distance",
                    ylim=(0, max(1.15, float(g.ratio.max()) * 1.15 if len(g) else 1.15)))  # fmt: skip
-            bx.yaxis.label.set_size(8)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
     return fig
