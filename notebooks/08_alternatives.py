@@ -117,7 +117,9 @@ res = compare_runs.run_all(P, im, scorers, table=lambda name: table_path(P, "com
                            chapter4_table=lambda name: table_path(P, name, ends), log=lambda _: None)  # fmt: skip
 tidy, base_rows = compare_runs.share_rows(res["tables"])
 dev = res["dev"]
-tidy.groupby(["method", "attribute"], sort=False).size().unstack("attribute")
+counts = tidy.groupby(["method", "attribute"], sort=False).size().unstack("attribute")
+show.table(counts.loc[compare_report.order(counts.index)], index=True, digits=6,
+           caption="Continuations per method and attribute on the evaluation prompts (shared rows included)")  # fmt: skip
 
 # %% [markdown]
 # ## What the development prompts chose
