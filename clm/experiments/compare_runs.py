@@ -352,10 +352,14 @@ def run_all(P: Any, im: Any, scorers: Mapping[str, Any], table: Callable[[str], 
 
 
 # ---------------------------------------------------------------------- one tidy table
-def share_rows(tables: Mapping[str, Any]) -> Any:
-    """Every method's rows in the tidy form of :mod:`clm.experiments.compare`, one table, with the
-    rows each method shares with the base or the endpoints (:data:`SHARED`) added and marked in
-    ``shared_from``; ``wikitext_ppl`` is kept only for methods that define one model per setting."""
+def share_rows(tables: Mapping[str, Any]) -> tuple[Any, Any]:
+    """(tidy, base): every method's rows in the tidy form of :mod:`clm.experiments.compare`, one
+    table, with the rows each method shares with the base or the endpoints (:data:`SHARED`) added
+    and marked in ``shared_from`` (``wikitext_ppl`` kept only for methods that define one model per
+    setting); and the base model's rows (``method`` "base"), the reference of every ratio.
+
+    ``tables``: :func:`run_all`'s, named ``base``, ``interpolation_<attribute>`` (chapter 4's form)
+    and ``<method>_<attribute>`` (:func:`~clm.experiments.method_sweep.run_method_sweep`'s)."""
     import pandas as pd
 
     from clm.experiments.compare import OPTIONAL, TIDY, from_interpolation_table
