@@ -52,8 +52,8 @@ model = None  # base model (None: the preset's)
 data_dir = None  # the shared data (None: $CLM_DATA_DIR or ../shared/data)
 run_dir = None  # where notebooks share results (None: $CLM_RUN_DIR, else runs/<preset>)
 seed = 0
-attributes = ["sentiment", "formality"]  # attributes of every method but the trained ones (None: every attribute of the endpoints)
-trained = ["sentiment", "formality"]  # attributes that also get logit arithmetic and mixture adapters
+attributes = ["sentiment"]  # attributes of every method but the trained ones (None: every attribute of the endpoints)
+trained = ["sentiment"]  # attributes that also get logit arithmetic and mixture adapters
 prompts_file = None  # a .jsonl/.txt of prompts (None: <data_dir>/prompts/writing_prompts.jsonl)
 n_prompts = None  # evaluation prompts: the first n (None: the preset's)
 n_samples = None  # continuations per prompt (None: the preset's)
@@ -256,7 +256,8 @@ if len(mix):
         "endpoints' distance (dashed: 1, as far apart as the two endpoints).",
         alt="Score against m for mixtures and interpolation, and bars of the relative ΔW distance per m.",
     ))  # fmt: skip
-    display(show.table(mix, caption="Mixture adapters against interpolation at α = m", digits=2))
+    display(show.table(mix, caption="Mixture adapters against interpolation at α = m: mean scores, perplexity "
+                       "ratios, and the ΔW distance over the endpoints' distance", digits=2))  # fmt: skip
 
 # %% tags=["remove-input"]
 win = compare_report.winners(best, metrics)
@@ -279,13 +280,13 @@ def _per(a: str, key: str) -> str:
 interp_first = [a for a in attributes if win[a]["reach"] == "interpolation"]
 steer_c = {a: r["c_max"] for a, r in dev["steering"].items()}
 mix_line = "; ".join(
-    f"{r.attribute} m = {r.m:g}: score {r._3:.2f} against {r._4:.2f} at α = m, ΔW distance {r._8:.2f} of the endpoints'"
-    for r in mix.itertuples()
+    f"{r['attribute']} m = {r['m']:g}: score {r['mixture']:.2f} against {r['interp.']:.2f} at α = m, ΔW distance "
+    f"{r['ΔW distance']:.2f} of the endpoints'" for _, r in mix.iterrows()
 ) if len(mix) else "not measured"  # fmt: skip
 alt_line = bench_alt.text(alt)
 speed = {k: v["ratio"] for k, v in (alt or {}).get("speed", {}).get("methods", {}).items()}
 one_per_pass = [k for k, v in (alt or {}).get("held", {}).items() if not v.get("per_row", True)]
-mix_ratio = [float(r) for r in mix["ΔW distance / endpoints'"]] if len(mix) else [float("nan")]
+mix_ratio = [float(r) for r in mix["ΔW distance"]] if len(mix) else [float("nan")]
 mix_diff = [abs(float(d)) for d in mix["difference"]] if len(mix) else [float("nan")]
 inner = mix_rows[(mix_rows.m > 0) & (mix_rows.m < 1)] if len(mix_rows) else mix_rows
 pairs_m = inner.pivot_table(index=["attribute", "m"], columns="source", values=["score_mean", "score_lo", "score_hi"])

@@ -84,7 +84,8 @@ def mixture_rows(fr: Table, weights: Mapping[str, Mapping[float, Mapping[str, An
 
 def mixture_table(rows: Table) -> Table:
     """Per (attribute, m strictly inside (0, 1)): the mixture's and the interpolation's mean score
-    and perplexity ratio, their difference, and the ΔW distance ratio and cosine."""
+    (``mixture``, ``interp.``) and perplexity ratio (``ppl mix.``, ``ppl interp.``), the scores'
+    difference, and the ΔW distance over the endpoints' distance and the cosine."""
     import pandas as pd
 
     out = []
@@ -93,10 +94,9 @@ def mixture_table(rows: Table) -> Table:
         if mix.empty or it.empty:
             continue
         mix, it = mix.iloc[0], it.iloc[0]
-        out.append({"attribute": a, "m": m, "mixture score": mix.score_mean, "interpolation score": it.score_mean,
-                    "difference": mix.score_mean - it.score_mean, "mixture ppl ratio": mix.ppl_ratio,
-                    "interpolation ppl ratio": it.ppl_ratio, "ΔW distance / endpoints'": mix.ratio,
-                    "ΔW cosine": mix.cosine})  # fmt: skip
+        out.append({"attribute": a, "m": m, "mixture": mix.score_mean, "interp.": it.score_mean,
+                    "difference": mix.score_mean - it.score_mean, "ppl mix.": mix.ppl_ratio,
+                    "ppl interp.": it.ppl_ratio, "ΔW distance": mix.ratio, "ΔW cosine": mix.cosine})  # fmt: skip
     return pd.DataFrame.from_records(out)
 
 

@@ -147,7 +147,9 @@ def train_mixture(
     data = load_pole(mcfg, mcfg.attribute(attribute), "high", tok)
     (work / "train").mkdir(parents=True, exist_ok=True)
     atomic_write_text(work / "train" / "pole_sha256", mcfg.pole_sha256(attribute, "high"))
-    return train_pole(mcfg, data, work / "train", progress=progress)
+    with warnings.catch_warnings():  # PEFT asks transformers a deprecated question (is_gradient_checkpointing)
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return train_pole(mcfg, data, work / "train", progress=progress)
 
 
 # ---------------------------------------------------------------------- weight space
