@@ -195,12 +195,14 @@ def frontier(table: Table, base_ppl: float | Table, n_boot: int = 1000, level: f
     for (method, attribute, s), g in table.groupby(["method", "attribute", "strength"], sort=False):
         per = g.groupby("prompt_index")
         score = per[f"score_{attribute}"].mean().to_numpy(float)
+        score = score[np.isfinite(score)]  # a prompt whose every continuation was empty has no score
         rec = {"method": method, "attribute": attribute, "strength": float(s), "n_prompts": len(score)}
         rec["score_mean"] = float(score.mean())
         rec["score_lo"], rec["score_hi"] = bootstrap_ci(score, n_boot=n_boot, level=level, seed=seed)
         nan = (float("nan"),) * 3
         if "ppl" in g.columns:
             logs = per["ppl"].apply(_mean_log).to_numpy(float)  # NaN for a prompt without a finite ppl
+            logs = logs[np.isfinite(logs)]
             lo, hi = bootstrap_ci(logs, n_boot=n_boot, level=level, seed=seed)
             nan = tuple(math.exp(v) / base for v in (float(np.nanmean(logs)), lo, hi))
         rec["ppl_ratio"], rec["ppl_lo"], rec["ppl_hi"] = nan

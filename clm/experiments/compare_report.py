@@ -32,6 +32,9 @@ def strongest_fluent(fr: Table, budget: float) -> Table:
 
     rows = []
     for (m, a), g in fr.groupby(["method", "attribute"], sort=False):
+        g = g.dropna(subset=["score_mean", "ppl_ratio"])
+        if g.empty:
+            continue
         ok = g[g.ppl_ratio <= budget]
         top = ok.loc[ok.score_mean.idxmax()] if len(ok) else g.loc[g.ppl_ratio.idxmin()]
         bottom = ok.loc[ok.score_mean.idxmin()] if len(ok) else top

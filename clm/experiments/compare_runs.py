@@ -324,7 +324,7 @@ def run_all(P: Any, im: Any, scorers: Mapping[str, Any], table: Callable[[str], 
     # already be read while the rest runs (the dev record of a later pass extends the earlier one's)
     order = [a for a in P.attributes if a in P.trained] + [a for a in P.attributes if a not in P.trained]
     first = [a for a in order if a in P.trained]
-    for group in ([first, order] if first else [order]):
+    for group in ([first, order] if first and first != order else [order]):
         dev = runs.dev_choices(group, P.dev_prompts, P.data_dir, layers=P.layers, probe=P.probe,
                                max_ratio=P.max_ppl_ratio, n_texts=P.n_texts, positions=P.positions)  # fmt: skip
         for a in group:
