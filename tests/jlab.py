@@ -337,22 +337,31 @@ class LabNotebook:
             const ind = w.node.querySelector('.jp-Notebook-ExecutionIndicator');
             const name = w.node.querySelector('.jp-KernelName, .jp-Toolbar-kernelName');
             const bar = document.querySelector('#jp-main-statusbar');
+            const k = w.sessionContext.session && w.sessionContext.session.kernel;
             return {indicator: ind ? ind.dataset.status : null, kernel: name ? name.textContent.trim() : null,
-                    statusbar: bar ? bar.textContent : '', path: w.context.path};""")
+                    statusbar: bar ? bar.textContent : '', path: w.context.path,
+                    session: k ? k.status : null};""")
 
-    def wait_ready(self, timeout: float = 120) -> dict:
+    def wait_ready(self, timeout: float = 120, settle: int = 4) -> dict:
         """Wait until the kernel is idle: the indicator, a kernel named in the toolbar, "Idle" in
-        the status bar."""
+        the status bar, and the session's kernel idle, all held for ``settle`` polls in a row.
+
+        Right after a notebook opens, JupyterLab sends the kernel a few requests of its own
+        (kernel info, the widget manager's comm info), so one idle poll can be followed by a
+        short busy spell; only a settled idle is ready."""
         self.page.wait("!!window.jupyterapp", timeout, "JupyterLab to load")
-        end, st = time.time() + timeout, {}
+        end, st, held = time.time() + timeout, {}, 0
         while time.time() < end:
             self.js("const w = nb(); if (w && app.shell.currentWidget !== w) app.shell.activateById(w.id);")
             st = self.state()
-            if (
+            ready = (
                 st.get("indicator") == "idle"
                 and st.get("kernel") not in (None, "", "No Kernel")
                 and "Idle" in st.get("statusbar", "")
-            ):
+                and st.get("session") == "idle"
+            )
+            held = held + 1 if ready else 0
+            if held >= settle:
                 return st
             time.sleep(0.25)
         raise TimeoutError(f"{self.path}: the kernel was not ready in {timeout:.0f} s: {st} dialogs={self.dialogs()}")
