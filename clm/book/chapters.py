@@ -281,7 +281,7 @@ class Alternatives(Sweeps):
     trained: list[str] = param(["sentiment"], names(none=False))
     n_dev: int = param(None, count(1, none=True))
     layers: list[float] = param(None, numbers(0, none=True))
-    probe: list[float] = param([2.0, 4.0, 8.0, 16.0], numbers(0, lo_open=True))
+    probe: list[float] = param([0.5, 1.0, 2.0, 4.0, 8.0, 16.0], numbers(0, lo_open=True))
     max_ppl_ratio: float = param(1.5, number(1, lo_open=True))
     positions: str = param("all", text())
     fractions: list[float] = param([0.25, 0.5, 0.75], numbers(0, 1, lo_open=True))

@@ -58,7 +58,8 @@ def examples(tidy: Table, best: Table, attribute: str, prompt_index: int, sample
         prompt = row.get("prompt", prompt)
         score = row[f"score_{attribute}"]
         dial = {"interpolation": "α", "prompting": "level", "steering": "c", "mixture": "m"}.get(b.name, "α")
-        items.append((f"{b.name}, {dial} = {b.strength:g} ({attribute} {score:.2f})", str(row["continuation"])))
+        note = "" if b.fluent else f"; none within the budget, so its least perplexing (ratio {b.ppl_ratio:.1f})"
+        items.append((f"{b.name}, {dial} = {b.strength:g} ({attribute} {score:.2f}{note})", str(row["continuation"])))
     return prompt, items
 
 

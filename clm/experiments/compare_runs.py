@@ -97,7 +97,7 @@ class Runs:
         data_dir: Path,
         *,
         layers: Sequence[int] | None = None,
-        probe: Sequence[float] = (2.0, 4.0, 8.0, 16.0),
+        probe: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
         max_ratio: float = 1.5,
         n_texts: int = 500,
         positions: str = "all",
