@@ -177,3 +177,28 @@ def test_the_strongest_fluent_setting_is_the_highest_score_within_the_budget():
     assert b.reach == pytest.approx(0.8)
     none = strongest_fluent(fr.assign(ppl_ratio=[3.0, 2.5, 4.0, 5.0]), 1.5).iloc[0]
     assert (none.strength, none.fluent, none.reach) == (1.0, False, 0.0)  # the least perplexing, marked not fluent
+
+
+def test_steering_vectors_are_kept_by_key_and_only_missing_layers_computed(im, tmp_path, monkeypatch):
+    import clm.methods.steering as steering
+
+    texts = {"sentiment": (["it was awful", "bad and sad"], ["it was lovely", "good and glad"])}
+    monkeypatch.setattr(steering, "pole_texts", lambda data_dir, a, n=500, seed=0: texts[a])
+    computed, real = [], steering.mean_difference
+    monkeypatch.setattr(steering, "mean_difference", lambda *a, **k: computed.append(list(a[5])) or real(*a, **k))
+    runs = compare_runs.Runs(im, {"sentiment": Keyed()}, tmp_path / "compare", lambda n: tmp_path / "compare" / n,
+                             dict(n_samples=1, seeds=[0], max_new_tokens=4, batch_size=4), log=lambda _: None)  # fmt: skip
+    first = runs.vectors("sentiment", [0], tmp_path, 2)
+    assert (tmp_path / "compare" / "vectors" / "sentiment.pt").is_file() and computed == [[0]]
+    both = runs.vectors("sentiment", [0, 1], tmp_path, 2)
+    assert computed == [[0], [1]]  # layer 0 read back, only layer 1 computed
+    assert torch.equal(both[0].vector, first[0].vector) and both[0].digest() == first[0].digest()
+    want = real(im, im.tokenizer, *texts["sentiment"], "sentiment", [0, 1])
+    assert all(torch.equal(both[L].vector, want[L].vector) for L in (0, 1))  # what was kept is what is computed
+    assert (both[1].n_low, both[1].n_high) == (2, 2)
+    again = runs.vectors("sentiment", [1, 0], tmp_path, 2)
+    assert computed == [[0], [1]] and list(again) == [1, 0]  # nothing computed, in the order asked
+    texts["sentiment"] = (["it was awful"], ["it was lovely"])  # other texts: another key, computed afresh
+    other = runs.vectors("sentiment", [0], tmp_path, 1)
+    assert computed == [[0], [1], [0]] and other[0].n_low == 1
+    assert not torch.equal(other[0].vector, first[0].vector)

@@ -44,6 +44,18 @@ SHARED: dict[str, tuple[tuple[float, str | float], ...]] = {
 }
 
 
+def vector_key(base_fingerprint: str, attribute: str, low: Sequence[str], high: Sequence[str]) -> str:
+    """The key of a kept steering vector: the recipe (mean difference of the layer outputs over
+    the poles' texts), the base model, the attribute and the texts themselves."""
+    import hashlib
+
+    h = hashlib.sha1(json.dumps({"kind": "mean-difference/1", "base": base_fingerprint, "attribute": attribute,
+                                 "n_low": len(low), "n_high": len(high)}).encode())  # fmt: skip
+    for t in (*low, "\0", *high):
+        h.update(t.encode() + b"\0")
+    return h.hexdigest()
+
+
 def steering_layers(n_layers: int) -> list[int]:
     """The candidate layers: a quarter, half and three quarters of the way up (distinct, 0-based)."""
     if n_layers < 1:
@@ -85,10 +97,33 @@ class Runs:
 
     # ------------------------------------------------------------------ dev choices
     def vectors(self, attribute: str, layers: Sequence[int], data_dir: Path, n_texts: int) -> dict[int, Any]:
-        from clm.methods.steering import mean_difference, pole_texts
+        """The attribute's mean-difference vectors at ``layers``, kept in ``compare/vectors/<attribute>.pt``.
+
+        The file is keyed by the base model's fingerprint, the attribute, the texts used and the
+        recipe (:func:`vector_key`); layers computed before under the same key are read back, the
+        others computed and added. A sweep's key holds its vector's digest, so a vector computed
+        again on another machine (another summation order, other low bits) would regenerate every
+        steering row: reading back the kept one keeps the shipped tables valid."""
+        import torch
+
+        from clm.io import atomic_write
+        from clm.methods.steering import SteeringVector, mean_difference, pole_texts
 
         low, high = pole_texts(data_dir, attribute, n_texts)
-        return mean_difference(self.im, self.tok, low, high, attribute, layers)
+        key = vector_key(self.im.endpoints.base_fingerprint, attribute, low, high)
+        path = self.table(f"vectors/{attribute}.pt")
+        kept: dict[int, dict[str, Any]] = {}
+        if path.is_file():
+            saved = torch.load(path, weights_only=True)
+            kept = {int(L): v for L, v in saved["layers"].items()} if saved.get("key") == key else {}
+        todo = [int(L) for L in layers if int(L) not in kept]
+        if todo:
+            for L, v in mean_difference(self.im, self.tok, low, high, attribute, todo).items():
+                kept[L] = {"vector": v.vector.contiguous(), "n_low": v.n_low, "n_high": v.n_high, "seconds": v.seconds}
+            data = {"key": key, "layers": {str(L): v for L, v in sorted(kept.items())}}
+            atomic_write(path, lambda tmp: torch.save(data, tmp))
+        return {int(L): SteeringVector(attribute, int(L), kept[int(L)]["vector"], int(kept[int(L)]["n_low"]),
+                                       int(kept[int(L)]["n_high"]), float(kept[int(L)]["seconds"])) for L in layers}  # fmt: skip
 
     def dev_choices(
         self,
