@@ -385,6 +385,11 @@ def synthetic_pages() -> dict[str, str]:
 
     img = tiny_png()
     table = display.table(pd.DataFrame({"attribute": ["formality", "politeness"], "score": [0.6349, 0.8173]})).data
+    # nine columns of long words and numbers: a card per row on a phone, nothing split or scrolling
+    cols = ["interpolation", "extrapolation", "recalibration", "entanglement", "preparations", "tokens/s",
+            "perplexity ratio", "distinct-2", "WikiText ratio (max)"]  # fmt: skip
+    wide = display.table(pd.DataFrame([["logit-product", "simplicity", 0.32612, 1.0, 2624, 111.2, 4.81, 0.92, 1.45]] * 3,
+                                      columns=cols)).data  # fmt: skip
     good = (
         WIDE_MATH.format(style="overflow-x:auto")
         + "<p>Inline math <span class='math'><mjx-container>\\alpha = \\frac{1}{2}</mjx-container></span>"
@@ -395,6 +400,7 @@ def synthetic_pages() -> dict[str, str]:
             "fig = plots.curve(r)", clm_figure("1.1", "The mean score rises with α.", "A line rising from 0.2 to 0.5.")
         )
         + cell('ax.set_title("$\\alpha$")', table)
+        + cell("show.table(metrics)", wide)
         + cell("print(summary)", stream("mean 0.630, 2,624 tokens, lr 0.00075 (B-lr7.5e-4)"))
         + findings_section(
             "As chapter 4 showed (<a href='#'>Figure 1.1</a>), the mean is 0.63 over 12 prompts.",

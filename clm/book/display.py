@@ -36,17 +36,24 @@ _TABLE_CSS = (
     "<style>.clm-table{border-collapse:collapse;font-size:0.85em;max-width:100%;table-layout:auto}"
     ".clm-table th,.clm-table td{padding:2px 5px;text-align:right;white-space:normal;"
     "overflow-wrap:break-word;vertical-align:top}.clm-table td.text,.clm-table th.text{text-align:left}"
-    ".clm-table td.text{overflow-wrap:anywhere;hyphens:auto}"  # long words hyphenate, or break if they must
+    ".clm-table td.num{white-space:nowrap}"  # a number never splits; words in cells break only where they must
+    ".clm-table th{overflow-wrap:anywhere}.clm-table.clm-wide{font-size:0.8em}"  # a long header may, to fit
     ".clm-table caption{caption-side:top;text-align:left;font-style:italic;padding-bottom:4px}"
     ".clm-wrap{max-width:100%;overflow-x:auto}"
     ".clm-cont{display:grid;grid-template-columns:repeat(auto-fit,minmax(180px,1fr));gap:8px}"
     ".clm-cont div{border:1px solid #ddd;border-radius:4px;padding:6px;white-space:pre-wrap;"
     "overflow-wrap:anywhere;font-size:0.85em}.clm-cont b{display:block;margin-bottom:4px}"
-    # a phone: smaller type, tighter cells, and words may break so that a table fits its column
-    # (words hyphenate or break where they must; numbers never split)
-    "@media (max-width:600px){.clm-table{font-size:0.7em}.clm-table th,.clm-table td{padding:2px 2px;"
-    "overflow-wrap:anywhere;hyphens:auto}.clm-table td.num{overflow-wrap:normal}}</style>"
+    # a phone: smaller type; a table of many columns becomes one card per row, each cell under its
+    # column's name (data-label), so no word or number has to split to fit a narrow column
+    "@media (max-width:600px){.clm-table{font-size:0.75em}.clm-table th,.clm-table td{padding:2px 3px}"
+    ".clm-table.clm-wide,.clm-table.clm-wide tbody,.clm-table.clm-wide tr,.clm-table.clm-wide td{display:block}"
+    ".clm-table.clm-wide caption{display:block}.clm-table.clm-wide thead{display:none}"
+    ".clm-table.clm-wide tr{border-top:1px solid #ccc;padding:3px 0}"
+    ".clm-table.clm-wide td{text-align:left;white-space:normal;overflow-wrap:anywhere}"
+    ".clm-table.clm-wide td::before{content:attr(data-label) ': ';font-weight:bold}}</style>"
 )
+#: A table with more columns than this shows as one card per row on a phone.
+PHONE_COLUMNS = 4
 
 
 def number(x: Any, digits: int = 3) -> str:
@@ -160,13 +167,15 @@ def table(df: Any, caption: str | None = None, digits: int = 3, index: bool = Fa
         df = df.rename_axis("")  # an unnamed index gets no 'index' header
     frame = df.reset_index() if index else df
     names = [str((columns or {}).get(c, c)) for c in frame.columns]
-    rows = []
+    rows, labels = [], [html.escape(n, quote=True) for n in names]
     for rec in frame.itertuples(index=False):
         cells = [_cell(v, digits) for v in rec]
-        rows.append("<tr>" + "".join(f'<td class="{"text" if t else "num"}">{s}</td>' for s, t in cells) + "</tr>")
+        rows.append("<tr>" + "".join(f'<td class="{"text" if t else "num"}" data-label="{label}">{s}</td>'
+                                     for (s, t), label in zip(cells, labels)) + "</tr>")  # fmt: skip
     head = "<tr>" + "".join(f'<th class="text">{html.escape(n)}</th>' for n in names) + "</tr>"
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return HTML(f'{_TABLE_CSS}<div class="clm-wrap"><table class="clm-table">{cap}<thead>{head}</thead>'
+    wide = " clm-wide" if len(names) > PHONE_COLUMNS else ""
+    return HTML(f'{_TABLE_CSS}<div class="clm-wrap"><table class="clm-table{wide}">{cap}<thead>{head}</thead>'
                 f"<tbody>{''.join(rows)}</tbody></table></div>")  # fmt: skip
 
 

@@ -141,8 +141,18 @@ class Browser:
         """Save the whole page (not only the viewport) as a PNG at this width; return its path."""
         size = self.call("Page.getLayoutMetrics")["cssContentSize"]
         height = min(MAX_HEIGHT_PX, max(self.height, int(size["height"] + 0.5)))
-        shot = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": self.width, "height": height, "scale": 1})  # fmt: skip
+        # the viewport made as tall as the page, then one plain capture: a capture "beyond the
+        # viewport" of a tall page can come out shifted sideways, which no reader ever sees
+        mobile = self.width <= MOBILE_MAX_PX
+        self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=height, deviceScaleFactor=1,
+                  mobile=mobile)  # fmt: skip
+        try:
+            self.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+            shot = self.call("Page.captureScreenshot", format="png",
+                             clip={"x": 0, "y": 0, "width": self.width, "height": height, "scale": 1})  # fmt: skip
+        finally:
+            self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height,
+                      deviceScaleFactor=1, mobile=mobile)  # fmt: skip
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
