@@ -202,3 +202,32 @@ def test_steering_vectors_are_kept_by_key_and_only_missing_layers_computed(im, t
     other = runs.vectors("sentiment", [0], tmp_path, 1)
     assert computed == [[0], [1], [0]] and other[0].n_low == 1
     assert not torch.equal(other[0].vector, first[0].vector)
+
+
+def test_wikitext_reach_is_the_range_over_settings_whose_model_stays_within_the_budget():
+    from clm.experiments.compare_report import wikitext_reach
+
+    tidy = pd.DataFrame({"method": "interpolation", "attribute": "sentiment", "strength": [0.0, 0.0, 1.0, 1.0, 2.0, 2.0],
+                         "score_sentiment": [0.2, 0.4, 0.6, 0.8, 0.9, 1.0],
+                         "wikitext_ppl": [10.0, 10.0, 14.0, 14.0, 16.0, 16.0]})  # fmt: skip
+    base = pd.DataFrame({"wikitext_ppl": [10.0, 10.0]})
+    assert wikitext_reach(tidy, base, "interpolation", ["sentiment"], 1.5) == {"sentiment": pytest.approx(0.4)}
+    assert wikitext_reach(tidy, base, "interpolation", ["sentiment"], 1.7) == {"sentiment": pytest.approx(0.65)}
+    assert wikitext_reach(tidy, base, "steering", ["sentiment"], 1.5) == {}  # no rows of that method
+    assert wikitext_reach(tidy, base.assign(wikitext_ppl=float("nan")), "interpolation", ["sentiment"], 1.5) == {}
+
+
+def test_the_conclusions_row_says_where_interpolation_reaches_furthest():
+    from clm.experiments.compare_report import NOT_MEASURED, conclusions_line, conclusions_row
+
+    rec = {"budget": 1.5, "reach": {"sentiment": {"interpolation": 0.0, "steering": 0.2},
+                                    "formality": {"interpolation": 0.3, "prompting": 0.1}},
+           "wikitext_reach": {"sentiment": 0.61}}  # fmt: skip
+    row = conclusions_row({"08_alternatives": rec}).iloc[0]
+    assert row["holds"] == "partly: interpolation reaches furthest for formality (1 of 2)"
+    assert "sentiment: steering 0.20, interpolation 0.00" in row["our finding"]
+    assert "WikiText-2 perplexity instead, interpolation reaches sentiment 0.61" in row["our finding"]
+    assert "1.5×" in row["our test"]
+    none = conclusions_row({"08_alternatives": {**rec, "reach": {"sentiment": rec["reach"]["sentiment"]}}})
+    assert none.iloc[0]["holds"] == "no: for every attribute another method reaches further"
+    assert conclusions_line(conclusions_row({})).endswith(f"{NOT_MEASURED}.")
