@@ -284,7 +284,6 @@ if control:
     ctable = report.control_table(control)
     ctable["met"] = ctable["met"].map({True: "yes", False: "no"}).fillna("–")
     display(show.table(ctable, caption="A schedule against the fixed setting, and the time to solve for a score"))
-show.findings("{line}.", line=report.control_text(control))
 
 # %% [markdown]
 # ## The alternatives of chapter 8
@@ -304,7 +303,6 @@ alt_table = bench_alt.table(alt)
 if alt_table is not None:
     display(show.table(alt_table, caption="Decoding cost of chapter 8's methods (batch 8) and what each holds "
                        "beyond the base model", digits=3))  # fmt: skip
-show.findings("{line}.", line=bench_alt.text(alt))
 
 # %% tags=["remove-input"]
 _ = P.record(

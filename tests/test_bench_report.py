@@ -51,6 +51,8 @@ def test_label_and_describe(res):
     text = report.describe(res)
     assert text.splitlines()[0] == "measured on: Test CPU, 2 cores, 1 torch thread (CPU); torch 2.x; today"
     assert "4 endpoints of rank 4; 4 new tokens" in text and "load average" not in text
+    noted = report.describe({**res, "command": "python -m clm.bench --threads 2 --note two cores, idle", "note": "two cores, idle"})
+    assert 'command: `python -m clm.bench --threads 2 --note "…"`' in noted and noted.count("two cores, idle") == 1
     assert report.bound_text(res).splitlines() == [
         "bound = 4 MiB / (4 + 1) MiB = 0.800",
         "repeats of one job differed by up to 50% of their median (median spread 50%, over 1 rows with repeats)",

@@ -134,7 +134,7 @@ def table(rec: Mapping[str, Any] | None) -> Any:
         rows.append({"method": name, "tokens/s": v["tokens_per_s"], "× base": v["ratio"],
                      "passes / token": h.get("forward_passes_per_token", 1), "KV caches": h.get("kv_caches", 1),
                      "extra MiB": h.get("extra_mib", 0.0), "per-row settings": "yes" if h.get("per_row", True) else "no",
-                     "preparation s": float("nan") if prep is None else prep})  # fmt: skip
+                     "preparation (s)": float("nan") if prep is None else prep})  # fmt: skip
     return pd.DataFrame.from_records(rows)
 
 

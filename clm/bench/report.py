@@ -70,7 +70,7 @@ def describe(res: dict[str, Any]) -> str:
         f"measured on: {label(m)}; torch {m['torch']}; {m['date']}",
         f"model: {cfg['model']} ({cfg['params'] / 1e6:.0f}M parameters, {cfg['dtype']}); "
         f"{cfg['endpoints']} endpoints of rank {cfg['rank']}; {cfg['new_tokens']} new tokens",
-        f"command: {res['command']}",
+        f"command: `{_command(res)}`",  # as code: Markdown would set its "--" as a dash
     ]
     if res.get("note"):
         lines.append(f"note: {res['note']}")
@@ -82,6 +82,14 @@ def describe(res: dict[str, Any]) -> str:
             + "/".join(f"{v:.2f}" for v in res["load_average_end"])
         )
     return "\n".join(lines)
+
+
+def _command(res: dict[str, Any]) -> str:
+    """The recorded command, its ``--note`` argument shortened to ``"…"`` (the note has a line of its own)."""
+    cmd = str(res["command"])
+    if res.get("note") and " --note " in cmd:
+        cmd = cmd.split(" --note ", 1)[0] + ' --note "…"'
+    return cmd.replace("`", "'")
 
 
 def bound_text(res: dict[str, Any]) -> str:
