@@ -169,7 +169,8 @@ fig = plots.requested_vs_achieved(single.assign(method="asked alone"))
 show.figure(
     fig, "7.2",
     "Requested against achieved mean score on the evaluation prompts, one attribute at a time. Dashed: "
-    "the diagonal; bars: ±1.96 standard errors of the achieved mean; thin lines: the plan's 95 % interval.",
+    "the diagonal; thin bars: ±1.96 standard errors of the achieved mean; thick pale bars: the plan's 95 % "
+    "interval.",
     alt="For each attribute the achieved means lie close to the diagonal across the requested range.",
 )  # fmt: skip
 
@@ -309,7 +310,8 @@ from clm.paths import REPO
 show.picture(
     REPO / "book" / "images" / "dial.png",
     "7.6", "The dial in JupyterLab on the embedded default, after Generate with sentiment at α = 0.9 (a screenshot "
-    "taken by tests/dial_picture.py; the continuations appear below it, each with its scores as bars).",
+    "of its controls, cut at the status line; in JupyterLab the continuations follow below it, each with its "
+    "scores as bars).",
     alt="The dial: a prompt box, an α slider with its on/off box per attribute, the mode switch, λ automatic or by "
     "hand, decoding options, a seed and a Generate button.", min_font_px=13,
 )  # fmt: skip
@@ -337,6 +339,15 @@ worst = s_mae.idxmax() if len(s_mae) else "–"
 se_eval = float(shift.se.mean())  # of one achieved mean on the held-out prompts of another kind
 noise = 2 * se_eval * float(np.sqrt(2 / max(1, len(before))))  # ~2 s.e. of a difference of two mean errors
 d_recal = float(r_mae.get("after", np.nan) - r_mae.get("before", np.nan))
+# one attribute's mean error rests on 1/n_attributes of the targets: its noise is sqrt(n_attributes) times larger
+noise_a = noise * float(np.sqrt(max(1, len(recal_by))))
+d_by = (recal_by["after"] - recal_by["before"]) if len(recal_by) else pd.Series(dtype=float)
+big = d_by[d_by.abs() > noise_a]
+per_attribute_verdict = (
+    f" One attribute's mean error rests on fewer targets (noise about {noise_a:.3f}); "
+    + (f"by that measure {', '.join(f'{a} ({v:+.3f})' for a, v in big.items())} did change, which the calibration's "
+       "own shifts do not explain." if len(big) else "no attribute's change exceeds it either.")
+) if len(d_by) else ""
 naive_rows = joint[joint.method == "naive"]
 n_pred = float((naive_rows.predicted - naive_rows.requested).abs().mean())
 nums = dict(
@@ -356,9 +367,9 @@ nums = dict(
     moved="brought" if r_mae.get("after", 1) < r_mae.get("before", 0) else "left",
     prep="to" if r_mae.get("after", 1) < r_mae.get("before", 0) else "at",
     se_eval=se_eval, noise=noise, verdict=(
-        "here recalibration did not measurably change the error, and the fit on WritingPrompts already met the "
-        "goal on these prompts." if abs(d_recal) < noise else
-        f"here recalibration {'lowered' if d_recal < 0 else 'raised'} the error by more than that."),
+        "here recalibration did not measurably change the mean error over all attributes." if abs(d_recal) < noise
+        else f"here recalibration {'lowered' if d_recal < 0 else 'raised'} the mean error by more than that.")
+    + per_attribute_verdict,
     per_recal="; ".join(f"{a} {recal_by.loc[a, 'before']:.3f} → {recal_by.loc[a, 'after']:.3f}" for a in recal_by.index),
     se_lo=float(shifts.se.min()), se_hi=float(shifts.se.max()),
     shift_list=", ".join(f"{a} {v:+.3f}" for a, v in shifts["shift"].items()),

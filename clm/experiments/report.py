@@ -257,6 +257,10 @@ def claim3_table(recorded: Mapping[str, dict], t: Thresholds = DEFAULT) -> tuple
     return pd.DataFrame(rows).set_index("attribute"), claims.verdict_table(verdicts)
 
 
+def _pairs(n: int) -> str:
+    return f"{n} pair" if n == 1 else f"{n} pairs"
+
+
 # ---------------------------------------------------------------------- chapter 10: shortfalls
 def _phrases(causes: Table, recorded: Mapping[str, dict], a: str, t: Thresholds) -> list[str]:
     """The causes of :func:`claims.shortfalls` that hold, in words."""
@@ -265,7 +269,8 @@ def _phrases(causes: Table, recorded: Mapping[str, dict], a: str, t: Thresholds)
     text = {
         "weak scorer": lambda v: f"weak scorer (test accuracy {v:.2f} on its own source)",
         "endpoints close": lambda v: (
-            f"endpoints close together (TV {v:.2f}, the smallest of the five is {min(tv_all.values()):.2f})"
+            f"endpoints close together (TV {v:.2f}, "
+            + ("the smallest of the five)" if v <= min(tv_all.values()) else f"the smallest is {min(tv_all.values()):.2f})")
         ),
         "small range": lambda v: f"small range ({fmt(v, 3)})",
         "out of order": lambda v: f"means out of order on [0, 1] (ρ {fmt(v)})",
@@ -418,7 +423,7 @@ def summary_table(verdicts: Table, t: Thresholds = DEFAULT) -> Table:
     entangled = (
         NOT_MEASURED
         if pairs.empty
-        else f"mean |off-diagonal| {claims.mean_abs_off_diagonal(pairs):.2f}; {int(pairs.holds.sum())} entangled pair(s)"
+        else f"mean |off-diagonal| {claims.mean_abs_off_diagonal(pairs):.2f}; {_pairs(int(pairs.holds.sum()))} entangled"
     )
     mixing = [
         f"range grows in {claims.count(grows.holds)[0]} of {len(grows)} targets"
