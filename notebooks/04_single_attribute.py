@@ -339,12 +339,14 @@ show.findings(
     "attribute, so it is 1 for any curve whose means are in order ({n_rho1} of {n} here): it says the order is "
     "right, not that the curve is straight, which is what R² ({r2_min:.2f} to {r2_max:.2f}) measures. "
     + (f"A surprise: {surprise}. " if above else "The base model's score lies below each high endpoint's. ")
-    + "Beyond [0, 1], the band in which perplexity stays within {ratio:g}× the base's and the score keeps moving "
-    "the same way contains the paper's band [{b_lo:g}, {b_hi:g}] for **{n_band} of {n} attributes**.",
+    + "Beyond [0, 1] the paper extrapolates over [{b_lo:g}, {b_hi:g}]. Here the dial stays fluent there (perplexity "
+    "within {ratio:g}× the base's) and keeps moving the score the same way for **{n_band} of {n} attributes**; "
+    "the widest α range that does both is, per attribute: {band_list}.",
     n_pass=acceptance.value, n=len(attributes), need=T.min_passing, met="met" if acceptance.holds else "not met",
     r_min=pred["range"].min(), weakest=pred["range"].idxmin(), r_max=pred["range"].max(),
     strongest=pred["range"].idxmax(), n_in=n_in, n_rho1=int((pred.rho >= 1 - 1e-12).sum()), r2_min=pred.r2.min(),
     r2_max=pred.r2.max(), ratio=T.max_ppl_ratio, b_lo=T.band[0], b_hi=T.band[1], n_band=n_band,
+    band_list=", ".join(f"{a} " + (f"[{bands[a][0]:g}, {bands[a][1]:g}]" if bands[a] else "none") for a in attributes),
 )  # fmt: skip
 
 # %% tags=["remove-input"]

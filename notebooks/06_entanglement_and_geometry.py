@@ -253,15 +253,30 @@ n_entangled = int((off >= thr).sum().sum())
 max_dir = float(geometry_vs_behaviour["cos(d_a, d_b)"].abs().max()) if n_pairs else float("nan")
 i, j = (pairs.loc[0, "alpha of"], pairs.loc[0, "score of"]) if len(pairs) else (None, None)
 reverse = float(E.loc[j, i]) if j in E.index and i in E.columns else float("nan")
+data_gap = ""
+if i is not None and j in scorers:
+    # does the data carry it? the j scorer on the two poles' own training texts of attribute i
+    from clm.methods.steering import pole_texts
+
+    low_texts, high_texts = pole_texts(P.data_dir, i, 500)
+    lo_mean, hi_mean = (float(np.mean(scorers[j].score(t))) for t in (low_texts, high_texts))
+    gap = hi_mean - lo_mean
+    same_way = np.sign(gap) == np.sign(float(E.loc[i, j]))
+    data_gap = (
+        f" The training data carry it: the {j} scorer gives {i}'s {ends.poles(i)[0]} training texts a mean of "
+        f"{lo_mean:.2f} and its {ends.poles(i)[1]} ones {hi_mean:.2f} ({len(low_texts)} of each), a gap of {gap:+.2f} "
+        "in the entry's direction." if same_way and abs(gap) >= 0.05 else
+        f" The training data do not explain it: the {j} scorer gives {i}'s two poles' training texts means of "
+        f"{lo_mean:.2f} and {hi_mean:.2f} ({len(low_texts)} of each)."
+    )
 cause = (
     "The likely cause is the data, not the dial: FlickrStyle's non-humorous pole (α = 0) is its *romantic* "
     "captions (“loving owner”, “the happiness of childhood”), so sliding α_humor from the romantic to the humorous "
     "pole also takes away their warmth, and the sentiment scorer, trained on SST-2 movie reviews, reads humorous "
-    "captions as more negative. To check: score the two poles' training captions with the sentiment scorer (a gap "
-    "there says the data carries it), read the continuations at α_humor = 1 that it scores most negative, and "
-    "retrain the non-humorous pole on FlickrStyle's factual captions, which should shrink the entry."
+    "captions as more negative." + data_gap + " Retraining the non-humorous pole on FlickrStyle's factual "
+    "captions should shrink the entry; that is not done here."
     if (i, j) == ("humor", "sentiment")
-    else "Its cause is not examined here."
+    else (data_gap.strip() or "Its cause is not examined here.")
 )
 
 # %% [markdown]
