@@ -56,6 +56,8 @@ train_overrides = {}  # TrainConfig overrides, e.g. {"learning_rate": 1e-3, "max
 n_prompts = 3  # prompts for the example generations
 
 # %% tags=["remove-input"]
+import re
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -75,14 +77,15 @@ cfg, names = P.train_config, P.attributes  # the preset's training config with t
 reuse_endpoints, n_prompts = P.reuse_endpoints, P.n_prompts
 plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100})
 hf_logging.disable_progress_bar()  # no "Loading weights" bars in the book
-show.setup_line(P, show.plain_numbers(f"Training preset `{cfg.preset}`: {cfg.note}."))
+show.setup_line(P, f"Training preset `{cfg.preset}` (its reasons are listed under the config below).")
 
 # %% [markdown]
 # ## The config: the paper's recipe and ours
 #
 # The `paper` preset is the paper's recipe. The `cpu` preset, for the embedded default on two
 # CPU cores, trains far fewer steps, so it takes larger ones (a higher learning rate and
-# `lora_alpha = 2r`); its `note` (above) says why each value differs. The config is a validated
+# `lora_alpha = 2r`); its `note`, listed under the table, says why each value differs. Where
+# `max_steps` is set it ends training before `epochs` would. The config is a validated
 # `TrainConfig`: it loads from YAML, and unknown keys are errors that name the closest valid key.
 
 # %% tags=["hide-input"]
@@ -91,9 +94,37 @@ keys += ["learning_rate_by_attribute", "effective_batch", "block_size", "separat
 keys += ["epochs_by_attribute", "max_steps", "max_texts", "eval_fraction"]
 configs = {"paper": TrainConfig.from_preset("paper"), f"this run ({cfg.preset})": cfg}
 # a separator's newlines shown as \n, not as line breaks; learning rates as 0.00005, not 5e-05
-shown = {"separator": repr, "learning_rate": lambda x: np.format_float_positional(x, trim="-")}
-table = pd.DataFrame({name: {k: shown.get(k, str)(getattr(c, k)) for k in keys} for name, c in configs.items()})
-show.table(table.rename_axis("setting"), index=True, caption="The training config: the paper's and this run's")
+def _value(k: str, x) -> str:
+    """A config value as a reader reads it: no Python literals, no scientific notation."""
+    if k == "separator":
+        return repr(x)
+    if x is None or x == {} or x == []:
+        return "–"
+    if isinstance(x, float):
+        return np.format_float_positional(x, trim="-")
+    if isinstance(x, dict):
+        return ", ".join(f"{a} {_value(k, v)}" for a, v in x.items())
+    if isinstance(x, (list, tuple)):
+        return ", ".join(map(str, x))
+    return str(x)
+
+
+table = pd.DataFrame({name: {k: _value(k, getattr(c, k)) for k in keys} for name, c in configs.items()})
+display(show.table(table.rename_axis("setting"), index=True, caption="The training config: the paper's and this run's"))
+def _clauses(text: str) -> list[str]:
+    """``text`` cut after each "." or ";" outside parentheses."""
+    out, depth, start = [], 0, 0
+    for k, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if ch in ".;" and depth == 0 and (k + 1 == len(text) or text[k + 1] == " "):
+            out.append(text[start:k].strip())
+            start = k + 1
+    return [c for c in [*out, text[start:].strip()] if c]
+
+
+_reasons = _clauses(cfg.note or "")
+Markdown(f"Why `{cfg.preset}` differs:\n\n" + "\n".join(f"- {show.plain_numbers(r[0].upper() + r[1:])}." for r in _reasons)
+         if _reasons else "")  # fmt: skip
 
 # %% [markdown]
 # Packing, in full (`clm.data.pack_blocks`): every text is followed by the separator's tokens
