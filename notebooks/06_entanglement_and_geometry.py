@@ -254,6 +254,8 @@ max_dir = float(geometry_vs_behaviour["cos(d_a, d_b)"].abs().max()) if n_pairs e
 i, j = (pairs.loc[0, "alpha of"], pairs.loc[0, "score of"]) if len(pairs) else (None, None)
 reverse = float(E.loc[j, i]) if j in E.index and i in E.columns else float("nan")
 data_gap = ""
+if i is not None and "scorers" not in globals():  # loaded above only if a sweep was missing
+    scorers = load_scorers(path=clm.book.params.find_scorers(P))
 if i is not None and j in scorers:
     # does the data carry it? the j scorer on the two poles' own training texts of attribute i
     from clm.methods.steering import pole_texts
