@@ -261,7 +261,7 @@ Markdown(lines[0] + "." + "".join(f"\n- {line.strip()}" for line in lines[1:]))
 # ## The same prompt across α
 #
 # One prompt, continued at several α with the **same sampling seed**, so the only thing that
-# changes between boxes is the dial: first the values of α inside $[0, 1]$, then those outside.
+# changes between boxes is the dial, in order of α (those outside $[0, 1]$ marked extrapolated).
 # Each box gives the continuation's score for the swept attribute.
 
 # %%
@@ -284,10 +284,10 @@ examples["score"] = [
 # %% tags=["remove-input"]
 display(Markdown(f"**Prompt {example_prompt}:** {prompt}"))
 for a, g in examples.groupby("attribute", sort=False):
-    for part in (g[g["α"].between(0, 1)], g[~g["α"].between(0, 1)]):
-        if len(part):
-            heads = [f"{a}, α = {x:g}: score {show.number(v, 2)}" for x, v in zip(part["α"], part.score)]
-            display(show.continuations(list(zip(heads, part.continuation))))
+    g = g.sort_values("α")
+    heads = [f"{a}, α = {x:g}{'' if 0 <= x <= 1 else ' (extrapolated)'}: score {show.number(v, 2)}"
+             for x, v in zip(g["α"], g.score)]  # fmt: skip
+    display(show.continuations(list(zip(heads, g.continuation)), one_row=True))
 
 # %% tags=["remove-input"]
 STATS = ("rho", "rho_lo", "rho_hi", "range", "range_lo", "range_hi", "r2", "slope")

@@ -197,7 +197,8 @@ if len(simplex_attributes) == 3:
     corner_table = analysis.simplex_corners(simplex, simplex_attributes)
     own = {a: float(corner_table.loc[a, f"score_{a}"]) for a in simplex_attributes}
     best = {a: corner_table[f"score_{a}"].idxmax() for a in simplex_attributes}
-    display(show.table(corner_table, caption="Mean score (columns) at each attribute's corner (rows)", index=True))
+    display(show.table(corner_table.rename(columns=lambda c: c.removeprefix("score_") + " score"), digits=2,
+                       caption="Mean score (columns) at each attribute's corner (rows)", index=True))  # fmt: skip
 else:
     simplex, own, best = None, {}, {}
     display(show.findings("The simplex needs 3 attributes; these endpoints have {n}: skipped.", n=len(available)))
@@ -238,8 +239,8 @@ spill = {  # the largest move of another attribute's mean score, α = 0 → 1, a
 }  # fmt: skip
 shrinks = all(by_lam[t]["range"].sort_index().is_monotonic_increasing for t in targets)
 lam_text = " ".join(
-    f"With {t} as the target, its range is {show.number(by_lam[t].loc[hi, 'range'])} at λ = {hi:g} and "
-    f"{show.number(by_lam[t].loc[lo, 'range'])} at λ = {lo:g}; the largest move of another attribute's score at "
+    f"With {t} as the target, its range is {show.number(by_lam[t].loc[hi, 'range'], 2)} at λ = {hi:g} and "
+    f"{show.number(by_lam[t].loc[lo, 'range'], 2)} at λ = {lo:g}; the largest move of another attribute's score at "
     f"λ = {hi:g} is {spill[t][1]}'s, {show.number(spill[t][0], 2)}."
     for t in targets
 )

@@ -194,7 +194,7 @@ if n_pairs >= 3:
         geometry_vs_behaviour[["|E_ab|", "|E_ba|"]].mean(axis=1),
     )
 display(
-    show.findings("Spearman ρ between |cos(d_a, d_b)| and the mean |E| of the pair, over {n} pairs: {rho:.2f}.", n=n_pairs, rho=rho)
+    show.findings("Spearman ρ between |cos(d_a, d_b)| and the mean |E| of the pair, over {n} pairs: {rho}.", n=n_pairs, rho=show.number(rho, 2))
     if rho is not None
     else show.findings("{n} pair(s) of attributes: too few to correlate geometry with entanglement.", n=n_pairs)
 )  # fmt: skip
@@ -287,7 +287,7 @@ cause = (
 # %% tags=["remove-input"]
 show.findings(
     "Moving one attribute's α moves the others' scores by {mean_off:.2f} of its own effect on average (the mean "
-    "|off-diagonal E|), and {n_ent} of {n_off} off-diagonal entries reach |E| ≥ {thr}. The strongest: α_{i} moves "
+    "|off-diagonal E|), and {n_ent} of {n_off} off-diagonal entries reach |E| ≥ {thr:g}. The strongest: α_{i} moves "
     "{j} by {e:+.2f} of its own effect (a raw slope of {raw_ij:+.3f} per unit α, against {i}'s own {raw_ii:+.3f}); "
     "the reverse, α_{j} on {i}, is {rev}. {cause}\n\nIn weight space the dials are nearly orthogonal: the "
     "largest |cos(d_a, d_b)| of the {n_pairs} pairs is {max_dir:.3f}, and the rank correlation between |cos| and "

@@ -43,6 +43,7 @@ _TABLE_CSS = (
     ".clm-cont{display:grid;grid-template-columns:repeat(auto-fit,minmax(180px,1fr));gap:8px}"
     ".clm-cont div{border:1px solid #ddd;border-radius:4px;padding:6px;white-space:pre-wrap;"
     "overflow-wrap:anywhere;font-size:0.85em}.clm-cont b{display:block;margin-bottom:4px}"
+    ".clm-cont.clm-cols{grid-template-columns:repeat(var(--clm-cols),minmax(0,1fr))}"  # one row, side by side
     # a phone: smaller type; a table of many columns becomes one card per row, each cell under its
     # column's name (data-label), so no word or number has to split to fit a narrow column
     "@media (max-width:600px){.clm-table{font-size:0.75em}.clm-table th,.clm-table td{padding:2px 3px}"
@@ -50,7 +51,8 @@ _TABLE_CSS = (
     ".clm-table.clm-wide caption{display:block}.clm-table.clm-wide thead{display:none}"
     ".clm-table.clm-wide tr{border-top:1px solid #ccc;padding:3px 0}"
     ".clm-table.clm-wide td{text-align:left;white-space:normal;overflow-wrap:anywhere}"
-    ".clm-table.clm-wide td::before{content:attr(data-label) ': ';font-weight:bold}}</style>"
+    ".clm-table.clm-wide td::before{content:attr(data-label) ': ';font-weight:bold}"
+    ".clm-cont.clm-cols{grid-template-columns:repeat(2,minmax(0,1fr))}}</style>"
 )
 #: A table with more columns than this shows as one card per row on a phone.
 PHONE_COLUMNS = 4
@@ -179,18 +181,21 @@ def table(df: Any, caption: str | None = None, digits: int = 3, index: bool = Fa
                 f"<tbody>{''.join(rows)}</tbody></table></div>")  # fmt: skip
 
 
-def continuations(items: Sequence[tuple[str, str]], prompt: str | None = None) -> Any:
+def continuations(items: Sequence[tuple[str, str]], prompt: str | None = None, one_row: bool = False) -> Any:
     """Continuations side by side (wrapping to rows on a narrow page), each whole, newlines kept.
 
     Args:
         items: (heading, text) pairs, e.g. ``[("α = 0", text0), ("α = 1", text1)]``.
         prompt: shown above them.
+        one_row: all of them in one row however narrow (two per row on a phone), e.g. one prompt
+            across a dial, so that neighbours stay neighbours.
     """
     from IPython.display import HTML
 
     head = f"<p><b>Prompt:</b> {html.escape(prompt)}</p>" if prompt else ""
     boxes = "".join(f"<div><b>{html.escape(h)}</b>{html.escape(t.strip()) or '<i>(empty)</i>'}</div>" for h, t in items)
-    return HTML(f'{_TABLE_CSS}{head}<div class="clm-cont">{boxes}</div>')
+    cols = f' clm-cols" style="--clm-cols:{len(items)}' if one_row and items else ""
+    return HTML(f'{_TABLE_CSS}{head}<div class="clm-cont{cols}">{boxes}</div>')
 
 
 _FIELD = re.compile(r"\{(\w+)(?::([^}]*))?\}")
