@@ -52,8 +52,8 @@ model = None  # base model (None: the preset's)
 data_dir = None  # the shared data (None: $CLM_DATA_DIR or ../shared/data)
 run_dir = None  # where notebooks share results (None: $CLM_RUN_DIR, else runs/<preset>)
 seed = 0
-attributes = ["sentiment"]  # attributes of every method but the trained ones (None: every attribute of the endpoints)
-trained = ["sentiment"]  # attributes that also get logit arithmetic and mixture adapters
+attributes = ["sentiment", "formality"]  # attributes of every method but the trained ones (None: every attribute of the endpoints)
+trained = ["sentiment", "formality"]  # attributes that also get logit arithmetic and mixture adapters
 prompts_file = None  # a .jsonl/.txt of prompts (None: <data_dir>/prompts/writing_prompts.jsonl)
 n_prompts = None  # evaluation prompts: the first n (None: the preset's)
 n_samples = None  # continuations per prompt (None: the preset's)
@@ -87,7 +87,7 @@ ends, attributes, trained = P.ends, P.attributes, P.trained
 hf_logging.disable_progress_bar()  # no "Loading weights" bars in the book
 show.setup_line(
     P, f"Dev choices on the last {P.n_dev} prompts of `{P.prompts_file.name}`; the comparison on its first "
-    f"{P.n_prompts} × {P.n_samples} samples; {len(attributes)} attributes without training, "
+    f"{P.n_prompts} × {P.n_samples} samples; prompting and steering on {', '.join(attributes)}, "
     f"{', '.join(trained)} with every method; fluency budget {P.max_ppl_ratio:g}× the base's perplexity.",
 )  # fmt: skip
 

@@ -21,15 +21,15 @@ METHODS = {"interpolation", "prompting", "steering", "logit-linear", "logit-prod
 def test_every_method_ran_and_the_chapter_recorded_its_reach(book_run):
     run = book_run.cfg.run_dir
     rec = json.loads((run / "metrics" / "08_alternatives.json").read_text())
-    assert set(rec["reach"]) == {"sentiment"}  # the chapter's defaults (the shipped tables' attributes)
+    assert set(rec["reach"]) == {"sentiment", "formality"}  # the chapter's defaults (the shipped tables' attributes)
     for a, per in rec["reach"].items():
         assert set(per) == METHODS, a
         assert all(math.isfinite(v) and v >= 0 for v in per.values())
-    assert rec["budget"] == 1.5 and set(rec["wording"]) == {"sentiment"}
+    assert rec["budget"] == 1.5 and set(rec["wording"]) == {"sentiment", "formality"}
     dev = json.loads((run / "tables" / "compare" / "dev_choices.json").read_text())
     assert dev["layer"] == rec["layer"] and dev["n_dev"] == 3  # tiny: n_dev = n_prompts
     assert all(w["chosen"] in w["candidates"] for w in dev["wording"].values())
-    assert set(rec["mixture"]) == {"sentiment"}
+    assert set(rec["mixture"]) == {"sentiment", "formality"}
     for per in rec["mixture"].values():
         assert set(per) == {"0.25", "0.5", "0.75"} and all(0 < v["ratio"] < math.inf for v in per.values())
 
@@ -43,7 +43,7 @@ def test_a_second_run_generates_nothing_and_rewrites_no_table(book_run, monkeypa
     from clm.methods.decode import LoopMethod
 
     run = book_run.cfg.run_dir
-    tables = sorted((run / "tables" / "compare").rglob("*.parquet"))
+    tables = sorted(p for p in (run / "tables" / "compare").rglob("*") if p.is_file())  # the vectors too
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tables}
     P = chapter("08_alternatives", preset="tiny", run_dir=str(run))
     base, tok = clm.load_base(P.model)
@@ -51,8 +51,11 @@ def test_a_second_run_generates_nothing_and_rewrites_no_table(book_run, monkeypa
     generated = []
     monkeypatch.setattr(LoopMethod, "generate_batch", lambda self, *a, **k: generated.append(self.name))
     monkeypatch.setattr(clm.InterpolatedModel, "generate", lambda self, *a, **k: generated.append("im"))
+    import clm.methods.steering as steering
+
+    monkeypatch.setattr(steering, "mean_difference", lambda *a, **k: generated.append("steering vector"))
     res = compare_runs.run_all(P, im, load_scorers(path=find_scorers(P)), lambda n: table_path(P, "compare/" + n, P.ends), lambda n: table_path(P, n, P.ends),
                                log=lambda _: None)  # fmt: skip
     assert generated == []
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tables} == before
-    assert set(res["mixture"]) == {"sentiment"}  # from the stored comparison, no adapter loaded
+    assert set(res["mixture"]) == {"sentiment", "formality"}  # from the stored comparison, no adapter loaded

@@ -277,8 +277,8 @@ class Alternatives(Sweeps):
     """08_alternatives: interpolation against prompting, activation steering, logit arithmetic and
     data mixtures, on the same prompts, scorers and budget (choices made on development prompts)."""
 
-    attributes: list[str] = param(["sentiment"], names())
-    trained: list[str] = param(["sentiment"], names(none=False))
+    attributes: list[str] = param(["sentiment", "formality"], names())
+    trained: list[str] = param(["sentiment", "formality"], names(none=False))
     n_dev: int = param(None, count(1, none=True))
     layers: list[float] = param(None, numbers(0, none=True))
     probe: list[float] = param([0.5, 1.0, 2.0, 4.0, 8.0, 16.0], numbers(0, lo_open=True))
