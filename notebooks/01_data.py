@@ -149,9 +149,10 @@ wikitext = wikitext_file.read_text(encoding="utf-8")
 # %% tags=["remove-input"]
 display(
     show.findings(
-        "{n:,} WritingPrompts prompts; the **{preset}** preset uses the first {used:,}, {samples} sample(s) each, "
+        "{n:,} WritingPrompts prompts; the **{preset}** preset uses the first {used:,}, {samples} each, "
         "{tokens} new tokens. WikiText-2's test set (for perplexity) has {words:,} words in {lines:,} lines.",
-        n=len(prompts), preset=P.preset.name, used=P.preset.n_prompts, samples=P.preset.samples,
+        n=len(prompts), preset=P.preset.name, used=P.preset.n_prompts,
+        samples=f"{P.preset.samples} sample" + ("" if P.preset.samples == 1 else "s"),
         tokens=P.preset.max_new_tokens, words=len(wikitext.split()), lines=len(wikitext.splitlines()),
     )
 )  # fmt: skip

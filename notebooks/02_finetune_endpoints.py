@@ -123,7 +123,7 @@ def _clauses(text: str) -> list[str]:
 
 
 _reasons = _clauses(cfg.note or "")
-Markdown(f"Why `{cfg.preset}` differs:\n\n" + "\n".join(f"- {show.plain_numbers(r[0].upper() + r[1:])}." for r in _reasons)
+Markdown(f"Why `{cfg.preset}` differs:\n\n" + "\n".join(f"- {show.plain_numbers(r)}." for r in _reasons)
          if _reasons else "")  # fmt: skip
 
 # %% [markdown]

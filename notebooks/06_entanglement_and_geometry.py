@@ -216,8 +216,10 @@ mixtures = designs.custom(
     design="mixture",
 )
 emb = geometry.mds_embedding(G, paths + mixtures)
-fig = plots.mds_scatter(emb)
-caption = "Classical MDS of the interpolated models' weights: each attribute's α path (hollow: α outside [0, 1]; the far ends labelled), equal mixtures (grey), the base (star)."
+fig = plots.mds_scatter(emb, other_label="equal mixtures")
+caption = ("Classical MDS of the interpolated models' weights: each attribute's α path (hollow: α outside [0, 1]; "
+           "its far ends labelled where the labels do not crowd each other), equal mixtures of all attributes at "
+           "α = 0, ½ and 1 (grey), the base (star).")
 show.figure(fig, "6.6", caption, alt=f"A 2-D map of {len(paths) + len(mixtures)} interpolated models and the base.")
 
 # %% tags=["remove-input"]

@@ -101,7 +101,7 @@ def test_conclusions_rows_hold_at_the_bar_and_say_not_measured():
     table, per = control_rows(rec, Thresholds())
     assert [v.holds for v in per] == [True, False]  # exactly at the bar holds; just above fails
     assert table.holds.tolist() == ["no", "no", "yes"]  # one attribute misses; a tie is no win; after = bar
-    assert "0.090 before, 0.050 after (280 generations)" in table.loc["recalibration", "our finding"]
+    assert "0.090 before, 0.050 after (280 generations)" in table.loc["prompts of another kind", "our finding"]
     empty, _ = control_rows({}, Thresholds())
     assert set(empty.holds) == {NOT_MEASURED} and control_line(empty).endswith(f"{NOT_MEASURED}.")
     rec["07_control"]["single"]["formality"]["mae"] = 0.04

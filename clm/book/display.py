@@ -37,7 +37,7 @@ _TABLE_CSS = (
     ".clm-table th,.clm-table td{padding:2px 5px;text-align:right;white-space:normal;"
     "overflow-wrap:break-word;vertical-align:top}.clm-table td.text,.clm-table th.text{text-align:left}"
     ".clm-table td.num{white-space:nowrap}"  # a number never splits; words in cells break only where they must
-    ".clm-table th{overflow-wrap:anywhere}.clm-table.clm-wide{font-size:0.8em}"  # a long header may, to fit
+    ".clm-table.clm-wide{font-size:0.8em}"
     ".clm-table caption{caption-side:top;text-align:left;font-style:italic;padding-bottom:4px}"
     ".clm-wrap{max-width:100%;overflow-x:auto}"
     ".clm-cont{display:grid;grid-template-columns:repeat(auto-fit,minmax(180px,1fr));gap:8px}"
@@ -147,7 +147,7 @@ def _figure_html(png: bytes, width: int, font_px: float, label: str, caption: st
     )
 
 
-_BREAKS = re.compile(r"([;=_/,](?!\s))")
+_BREAKS = re.compile(r"([;=_/](?!\s)|,(?![\s\d]))")  # never inside a number such as 2,174
 
 
 def _cell(value: Any, digits: int) -> tuple[str, bool]:

@@ -36,8 +36,8 @@ def control_rows(recorded: Mapping[str, Any], t: Thresholds = DEFAULT) -> tuple[
          None if not per else all(v.holds for v in per)),
         ("two targets at once", "the entanglement-corrected solve has a smaller mean error than the naive one",
          f"corrected {_f(j)} against naive {_f(n)}", win),
-        ("recalibration", f"after recalibrating on {recal.get('prompts', '–')} prompts of another kind, "
-         f"mean error ≤ {bar:g} on others of that kind",
+        ("prompts of another kind", f"mean error ≤ {bar:g} on prompts of another kind, after recalibrating on "
+         f"{recal.get('prompts', '–')} of them (whether recalibration itself helped: the finding's before and after)",
          f"{_f(recal.get('before'))} before, {_f(after)} after ({recal.get('generations', '–')} generations)"
          + _worst_after(recal.get("by_attribute") or {}),
          None if after is None or math.isnan(after) else bool(after <= bar)),

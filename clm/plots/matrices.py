@@ -73,10 +73,11 @@ def _sparse_labels(ax: Any, cands: list[tuple[float, float, str, Any]], centre: 
                     ha="left" if d[0] >= 0 else "right", va="bottom" if d[1] >= 0 else "top")  # fmt: skip
 
 
-def mds_scatter(embedding: Any, title: str | None = "MDS of interpolated weights") -> Figure:
+def mds_scatter(embedding: Any, title: str | None = "MDS of interpolated weights", other_label: str = "other") -> Figure:
     """The MDS embedding (:func:`clm.experiments.geometry.mds_embedding`): each attribute's α path as a
     line in its colour, α in [0, 1] filled and outside it hollow, the base model a star; only each
-    path's two far ends are labelled (pole name and α), away from the centre; the legend to the right."""
+    path's two far ends are labelled (pole name and α), away from the centre, except where a label
+    would crowd another; the legend to the right, the rows of no attribute as ``other_label``."""
     attrs = list(embedding["target"].dropna().unique()) if "target" in embedding.columns else []
     colors = attribute_colors(attrs)
     span = float(np.ptp(embedding[["x", "y"]].to_numpy(float), axis=0).max()) if len(embedding) else 1.0
@@ -97,7 +98,7 @@ def mds_scatter(embedding: Any, title: str | None = "MDS of interpolated weights
         rest = embedding[embedding["target"].isna()] if "target" in embedding.columns else embedding
         is_base = rest["setting"] == "base"
         if (~is_base).any():
-            ax.scatter(rest.x[~is_base], rest.y[~is_base], color="0.6", s=14, label="other")
+            ax.scatter(rest.x[~is_base], rest.y[~is_base], color="0.6", s=14, label=other_label)
         if is_base.any():
             ax.scatter(rest.x[is_base], rest.y[is_base], marker="*", color=BASE_COLOR, s=120, label="base", zorder=4)
         _sparse_labels(ax, cands, centre, gap=0.12 * span)
