@@ -55,7 +55,7 @@ _TABLE_CSS = (
     ".clm-cont.clm-cols{grid-template-columns:repeat(2,minmax(0,1fr))}}</style>"
 )
 #: A table with more columns than this shows as one card per row on a phone.
-PHONE_COLUMNS = 4
+PHONE_COLUMNS = 3
 
 
 def number(x: Any, digits: int = 3) -> str:
