@@ -309,20 +309,19 @@ interp_verdict = (
     if interp_first else f"Interpolation reaches furthest for none of them; the widest is {others}."
 )  # fmt: skip
 fi, fl = fr[fr.method == "interpolation"], fr[fr.method == "logit-linear"]
-i_plo, i_phi = (float(fi.ppl_ratio.min()), float(fi.ppl_ratio.max())) if len(fi) else (float("nan"),) * 2
 mi = metrics[metrics.method == "interpolation"]
 i_wiki = float(mi["wikitext_ratio_max"].max()) if "wikitext_ratio_max" in mi and len(mi) else float("nan")
+spans = {a: (float(g.ppl_ratio.min()), float(g.ppl_ratio.max())) for a, g in fi.groupby("attribute", sort=False)}
+beyond = [a for a, (lo, _) in spans.items() if lo > P.max_ppl_ratio]  # even the endpoints themselves
 why = (
-    f"Over its whole dial interpolation moves the score by up to "
-    f"{mi['range'].max():.2f}, but its continuations' perplexity under the "
-    f"base is {i_plo:.2f}–{i_phi:.2f}× the base's own continuations' at every α, α = 0 included, while the "
-    f"interpolated model itself stays within {i_wiki:.2f}× the base's WikiText-2 perplexity. What costs fluency "
-    "is the endpoints' fine-tuning, not the interpolation between them: both endpoints write text the base finds "
-    "less likely."
-    + (f" Linear logit arithmetic adds only their difference (high − low), so a shift they share cancels; its "
-       f"continuations stay within {fl.ppl_ratio.max():.2f}× the base's." if len(fl) else "")
-    if i_plo > P.max_ppl_ratio else
-    f"Interpolation's continuations are {i_plo:.2f}–{i_phi:.2f}× the base's perplexity over its dial."
+    "Over its dial, interpolation's continuations are "
+    + ", ".join(f"{a} {lo:.2f}–{hi:.2f}×" for a, (lo, hi) in spans.items()) + " the base's perplexity."
+    + (f" For {', '.join(beyond)} every α is beyond the budget, α = 0 and 1 (the endpoints) included, while the "
+       f"interpolated model stays within {i_wiki:.2f}× the base's WikiText-2 perplexity: what costs fluency there "
+       "is the endpoints' fine-tuning, not the interpolation between them."
+       + (f" Linear logit arithmetic adds only the endpoints' difference (high − low), so a shift they share "
+          f"cancels; its continuations stay within {fl.ppl_ratio.max():.2f}× the base's." if len(fl) else "")
+       if beyond else "")
 )  # fmt: skip
 wiki_reach = compare_report.wikitext_reach(tidy, base_rows, "interpolation", attributes, P.max_ppl_ratio)
 if wiki_reach:

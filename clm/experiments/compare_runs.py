@@ -380,7 +380,7 @@ def run_all(P: Any, im: Any, scorers: Mapping[str, Any], table: Callable[[str], 
                 tables[f"logit-product_{a}"] = runs.logit(a, "product", prompts)
                 method = mixture_method(P, im, a)
                 tables[f"mixture_{a}"] = runs.mixture(method, prompts, spec)
-                mixtures[a] = mixture_weights(P, method, P.ends, out_dir / "mixture_weights.json")
+                mixtures[a] = mixture_weights(P, method, P.ends, runs.table("mixture_weights.json"))  # the shipped one copied in
                 if method.loaded:
                     method.unwrap()
     return {"dev": dev, "tables": tables, "mixture": mixtures, "vectors": vectors}
