@@ -287,9 +287,15 @@ def _per(a: str, key: str) -> str:
 
 interp_first = [a for a in attributes if win[a]["reach"] == "interpolation"]
 steer_c = {a: r["c_max"] for a, r in dev["steering"].items()}
+def _span(x) -> str:
+    lo, hi = f"{x.min():.2f}", f"{x.max():.2f}"
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
 mix_line = "; ".join(
-    f"{r['attribute']} m = {r['m']:g}: score {r['mixture']:.2f} against {r['interp.']:.2f} at α = m, ΔW distance "
-    f"{r['ΔW distance']:.2f} of the endpoints'" for _, r in mix.iterrows()
+    f"for {a}, mixture minus interpolation at α = m is {g['difference'].min():+.2f} to {g['difference'].max():+.2f} "
+    f"in mean score, at a ΔW distance of {_span(g['ΔW distance'])} of the endpoints'"
+    for a, g in mix.groupby("attribute", sort=False)
 ) if len(mix) else "not measured"  # fmt: skip
 alt_line = bench_alt.text(alt)
 speed = {k: v["ratio"] for k, v in (alt or {}).get("speed", {}).get("methods", {}).items()}
@@ -311,16 +317,23 @@ interp_verdict = (
 fi, fl = fr[fr.method == "interpolation"], fr[fr.method == "logit-linear"]
 mi = metrics[metrics.method == "interpolation"]
 i_wiki = float(mi["wikitext_ratio_max"].max()) if "wikitext_ratio_max" in mi and len(mi) else float("nan")
+def wiki_of(names: list[str]) -> float:
+    """The largest WikiText-2 ratio of interpolation over its dial, for these attributes."""
+    m = mi[mi.attribute.isin(names)]
+    return float(m["wikitext_ratio_max"].max()) if "wikitext_ratio_max" in m and len(m) else float("nan")
+
+
 spans = {a: (float(g.ppl_ratio.min()), float(g.ppl_ratio.max())) for a, g in fi.groupby("attribute", sort=False)}
 beyond = [a for a, (lo, _) in spans.items() if lo > P.max_ppl_ratio]  # even the endpoints themselves
 why = (
     "Over its dial, interpolation's continuations are "
     + ", ".join(f"{a} {lo:.2f}–{hi:.2f}×" for a, (lo, hi) in spans.items()) + " the base's perplexity."
     + (f" For {', '.join(beyond)} every α is beyond the budget, α = 0 and 1 (the endpoints) included, while the "
-       f"interpolated model stays within {i_wiki:.2f}× the base's WikiText-2 perplexity: what costs fluency there "
+       f"interpolated model stays within {wiki_of(beyond):.2f}× the base's WikiText-2 perplexity: what costs fluency there "
        "is the endpoints' fine-tuning, not the interpolation between them."
        + (f" Linear logit arithmetic adds only the endpoints' difference (high − low), so a shift they share "
-          f"cancels; its continuations stay within {fl.ppl_ratio.max():.2f}× the base's." if len(fl) else "")
+          f"cancels; for {', '.join(beyond)} its continuations stay within "
+          f"{fl[fl.attribute.isin(beyond)].ppl_ratio.max():.2f}× the base's." if fl.attribute.isin(beyond).any() else "")
        if beyond else "")
 )  # fmt: skip
 wiki_reach = compare_report.wikitext_reach(tidy, base_rows, "interpolation", attributes, P.max_ppl_ratio)
@@ -343,7 +356,7 @@ nums = dict(
     mono=", ".join(f"{m} {v:.0%}" for m, v in mono.items()),
     wording=", ".join(f"{a} '{r['chosen']}'" for a, r in dev["wording"].items()), layer=dev["layer"],
     cmax=", ".join(f"{a} {c:g}" if c is not None else f"{a} none" for a, c in steer_c.items()),
-    mix_line=mix_line, alt_line=alt_line,
+    mix_line=mix_line,
     sp_i=speed.get("interpolation", float("nan")), sp_s=speed.get("steering", float("nan")),
     sp_p=speed.get("prompting", float("nan")), sp_l=speed.get("logit-linear", float("nan")),
     sp_q=speed.get("logit-product", float("nan")), per_pass=", ".join(one_per_pass) or "none",
@@ -367,7 +380,7 @@ show.findings(
     "Chosen on {n_dev} development prompts: the wordings {wording}; steering at layer {layer} with c_max {cmax}.\n\n"
     "Mixtures against interpolation: {mix_line}.\n\n"
     "Where interpolation's properties matter. *Per-row settings*: every method here but {per_pass} takes a "
-    "different strength on each row of one batch; the mixture needs one adapter per pass. *Cost per token*: at "
+    "different strength on each row of one batch; the mixture needs one adapter per pass. *Cost per token* (the saved benchmark above): at "
     "batch 8 interpolation ran at {sp_i:.2f}× the base model's speed, steering at {sp_s:.2f}×, prompting at "
     "{sp_p:.2f}× (its instruction lengthens every prompt), and logit arithmetic at {sp_l:.2f}× (linear, three "
     "passes a token) and {sp_q:.2f}× (product, two). *O(1) setting changes*: interpolation, steering and logit "
@@ -375,7 +388,6 @@ show.findings(
     "interpolation is the endpoints at α = 0 and 1 and linear in ΔW between them, while a mixture adapter "
     "trained with the same budget lies {r_lo:.2f}–{r_hi:.2f} of the endpoints' distance away from the "
     "interpolated ΔW at α = m ({weights_verdict}), and their mean scores differ by at most {d_hi:.2f} "
-    "({scores_verdict}); interpolation needs no training per setting.\n\n"
-    "Cost: {alt_line}.{tiny}",
+    "({scores_verdict}); interpolation needs no training per setting.{tiny}",
     **nums,
 )
