@@ -276,6 +276,7 @@ _ = P.record(
     mixture={a: {str(m): v for m, v in per.items()} for a, per in res["mixture"].items()},
     wording={a: r["chosen"] for a, r in dev["wording"].items()}, layer=dev["layer"],
     wikitext_reach=compare_report.wikitext_reach(tidy, base_rows, "interpolation", attributes, P.max_ppl_ratio),
+    dial=[min(P.alphas), max(P.alphas)],
 )  # fmt: skip
 
 # %% tags=["remove-input"]
@@ -339,7 +340,8 @@ why = (
 wiki_reach = compare_report.wikitext_reach(tidy, base_rows, "interpolation", attributes, P.max_ppl_ratio)
 if wiki_reach:
     why += (" Judged instead by the model's WikiText-2 perplexity (the bar of chapters 4 and 7), interpolation "
-            f"reaches {', '.join(f'{a} {r:.2f}' for a, r in wiki_reach.items())} within {P.max_ppl_ratio:g}×.")
+            f"over its whole dial (α from {min(P.alphas):g} to {max(P.alphas):g}) reaches "
+            f"{', '.join(f'{a} {r:.2f}' for a, r in wiki_reach.items())} within {P.max_ppl_ratio:g}×.")
 
 
 def _drift(a: str, method: str) -> float:

@@ -347,7 +347,7 @@ F = dict(
     n_pass=int(passes.holds.astype(bool).sum()), n_meas=int(passes.holds.notna().sum()), min_range=T.min_range,
     failing=", ".join(f"{a} misses it" for a, h in zip(passes.attribute, passes.holds) if h is False) or "none misses it",
     weak=strong.idxmin() if len(strong) else "–", weak_range=float(strong.min()) if len(strong) else float("nan"),
-    n01=n01, mean_off=claims.mean_abs_off_diagonal(pairs) if len(pairs) else float("nan"), n_hits=f"{len(hits)} pair" + ("" if len(hits) == 1 else "s"),
+    n01=n01, mean_off=claims.mean_abs_off_diagonal(pairs) if len(pairs) else float("nan"), n_hits=f"{len(hits)} pair reaches" if len(hits) == 1 else f"{len(hits)} pairs reach",
     thr=T.entangled_at, hit_list=", ".join(f"α_{i} → {j} ({v:+.2f})" for i, j, v in zip(hits.attribute, hits.score_of, hits.value)) or "none",
     n_flu=int(flu_v.holds.astype(bool).sum()), n_flu_meas=int(flu_v.holds.notna().sum()), ppl_bar=T.max_ppl_ratio,
     base_ppl=report.base_perplexity(recorded), max_flu=float(flu.max()) if len(flu.dropna()) else float("nan"),
@@ -372,7 +372,7 @@ show.findings(
     "**Claim 1, the dial.** {n_pass} of {n_meas} attributes move monotonically with a range of at least {min_range:g} "
     "({failing}). The weakest range is {weak}'s, {weak_range:.3f}. ρ is computed over only {n01} α values in [0, 1], "
     "so ρ = 1 says the means are in order, not that the curve is smooth or linear.\n\n"
-    "**Claim 2, entanglement.** The mean |off-diagonal| effect is {mean_off:.2f}, and {n_hits} reach "
+    "**Claim 2, entanglement.** The mean |off-diagonal| effect is {mean_off:.2f}, and {n_hits} "
     "{thr:g}: {hit_list}.{ch6_note}\n\n"
     "**Fluency on [0, 1].** {n_flu} of {n_flu_meas} attributes keep WikiText-2 perplexity within {ppl_bar:g}× the "
     "base model's ({base_ppl}); the highest ratio on [0, 1] is {max_flu:.2f}.",

@@ -226,7 +226,12 @@ def test_the_conclusions_row_says_where_interpolation_reaches_furthest():
     row = conclusions_row({"08_alternatives": rec}).iloc[0]
     assert row["holds"] == "partly: interpolation reaches furthest for formality (1 of 2)"
     assert "sentiment: steering 0.20, interpolation 0.00" in row["our finding"]
-    assert "WikiText-2 perplexity instead, interpolation reaches sentiment 0.61" in row["our finding"]
+    assert "WikiText-2 perplexity (within the same ratio), interpolation reaches sentiment 0.61" in row["our finding"]
+    with_dial = conclusions_row({"08_alternatives": {**rec, "dial": [-1.0, 2.0]}}).iloc[0]
+    assert "over its whole dial (α from -1 to 2) sentiment 0.61" in with_dial["our finding"]
+    line = conclusions_line(conclusions_row({"08_alternatives": rec}))
+    assert line.endswith("Does interpolation reach furthest? Partly: interpolation reaches furthest for formality (1 of 2).")
+    assert "Within chapter 8's fluency budget (score range reached while" in line
     assert "1.5×" in row["our test"]
     none = conclusions_row({"08_alternatives": {**rec, "reach": {"sentiment": rec["reach"]["sentiment"]}}})
     assert none.iloc[0]["holds"] == "no: for every attribute another method reaches further"

@@ -159,8 +159,10 @@ def conclusions_row(recorded: Mapping[str, Any]) -> Table:
         finding = "; ".join(parts)
         wiki = rec.get("wikitext_reach") or {}
         if wiki:
-            finding += ". By the models' WikiText-2 perplexity instead, interpolation reaches " + ", ".join(
-                f"{a} {v:.2f}" for a, v in wiki.items())
+            dial = rec.get("dial")
+            over = f" over its whole dial (α from {dial[0]:g} to {dial[1]:g})" if dial else ""
+            finding += (f". Judged instead by the models' WikiText-2 perplexity (within the same ratio), interpolation "
+                        f"reaches{over} " + ", ".join(f"{a} {v:.2f}" for a, v in wiki.items()))
         n = len(first)
         holds = ("no: for every attribute another method reaches further" if not wins
                  else f"yes, for all {n}" if len(wins) == n
@@ -178,4 +180,8 @@ def conclusions_line(row: Table) -> str:
     r = row.iloc[0]
     if r["our finding"] == NOT_MEASURED:
         return f"chapter 8's comparison: {NOT_MEASURED}."
-    return f"Score range within the fluency budget, per attribute: {r['our finding']}; {r['holds']}."
+    holds = str(r["holds"])
+    verdict = {"no": "No", "yes": "Yes", "partly": "Partly"}.get(holds.split(":")[0].split(",")[0], holds)
+    rest = holds.split(":", 1)[1].strip() if ":" in holds else holds.split(",", 1)[1].strip() if "," in holds else ""
+    return (f"Within chapter 8's fluency budget ({r['our test']}), the score range each method reaches, per "
+            f"attribute: {r['our finding']}. Does interpolation reach furthest? {verdict}{': ' + rest if rest else ''}.")

@@ -59,7 +59,8 @@ def control_line(table: Any) -> str:
     if table is None or not len(table) or (table["holds"] == NOT_MEASURED).all():
         return f"chapter 7's targets: {NOT_MEASURED}."
     parts = [f"{claim}: {row['our finding']} (holds: {row['holds']})" for claim, row in table.iterrows()]
-    return "; ".join(parts) + "."
+    text = "; ".join(parts) + "."
+    return text[:1].upper() + text[1:]
 
 
 def _worst_after(by: Mapping[str, Any]) -> str:
