@@ -28,7 +28,7 @@ def test_presets_validate_and_say_why(name):
 def test_cpu_preset_explains_how_it_differs_from_the_paper():
     cfg = TrainConfig.from_preset("cpu")
     assert cfg.quantization is None and cfg.learning_rate > PRESETS["paper"]["learning_rate"]
-    for word in ("CPU", "lr", "alpha", "NF4"):
+    for word in ("CPU", "learning rate", "alpha", "NF4"):
         assert word in cfg.note
 
 

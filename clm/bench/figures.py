@@ -70,6 +70,8 @@ def latency_figure(res: dict[str, Any], label: str) -> Figure:
         ax.axvline(1e-3, color="k", ls="--", lw=1, label="1 ms")
         fig.legend(loc="outside lower center")
         ax.set(xscale="log", ylabel="", xlabel="seconds (log)")
+        # plain tick labels ("0.001", not mathtext 10^-3, whose glyph fallback logs findfont warnings)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         fig.suptitle(f"time to change a setting\nmeasured on {label}")
     return fig
 

@@ -44,18 +44,6 @@ SHARED: dict[str, tuple[tuple[float, str | float], ...]] = {
 }
 
 
-def vector_key(base_fingerprint: str, attribute: str, low: Sequence[str], high: Sequence[str]) -> str:
-    """The key of a kept steering vector: the recipe (mean difference of the layer outputs over
-    the poles' texts), the base model, the attribute and the texts themselves."""
-    import hashlib
-
-    h = hashlib.sha1(json.dumps({"kind": "mean-difference/1", "base": base_fingerprint, "attribute": attribute,
-                                 "n_low": len(low), "n_high": len(high)}).encode())  # fmt: skip
-    for t in (*low, "\0", *high):
-        h.update(t.encode() + b"\0")
-    return h.hexdigest()
-
-
 def steering_layers(n_layers: int) -> list[int]:
     """The candidate layers: a quarter, half and three quarters of the way up (distinct, 0-based)."""
     if n_layers < 1:
@@ -100,12 +88,13 @@ class Runs:
         """The attribute's mean-difference vectors at ``layers``, kept in ``compare/vectors/<attribute>.pt``.
 
         The file is keyed by the base model's fingerprint, the attribute, the texts used and the
-        recipe (:func:`vector_key`); layers computed before under the same key are read back, the
+        recipe (:func:`clm.experiments.keys.vector_key`); layers computed before under the same key are read back, the
         others computed and added. A sweep's key holds its vector's digest, so a vector computed
         again on another machine (another summation order, other low bits) would regenerate every
         steering row: reading back the kept one keeps the shipped tables valid."""
         import torch
 
+        from clm.experiments.keys import vector_key
         from clm.io import atomic_write
         from clm.methods.steering import SteeringVector, mean_difference, pole_texts
 

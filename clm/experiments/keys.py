@@ -133,3 +133,13 @@ def fluency_fingerprint(fluency: Callable[..., Any] | None) -> str | None:
     """The fluency model's fingerprint (its ``fingerprint`` attribute), or None if unknown."""
     own = getattr(fluency, "fingerprint", None)
     return own if isinstance(own, str) and own else None
+
+
+def vector_key(base_fingerprint: str, attribute: str, low: Sequence[str], high: Sequence[str]) -> str:
+    """The key of a kept steering vector: the recipe (mean difference of the layer outputs over
+    the poles' texts), the base model, the attribute and the texts themselves."""
+    h = hashlib.sha1(json.dumps({"kind": "mean-difference/1", "base": base_fingerprint, "attribute": attribute,
+                                 "n_low": len(low), "n_high": len(high)}).encode())  # fmt: skip
+    for t in (*low, "\0", *high):
+        h.update(t.encode() + b"\0")
+    return h.hexdigest()

@@ -257,10 +257,6 @@ def claim3_table(recorded: Mapping[str, dict], t: Thresholds = DEFAULT) -> tuple
     return pd.DataFrame(rows).set_index("attribute"), claims.verdict_table(verdicts)
 
 
-def _pairs(n: int) -> str:
-    return f"{n} pair" if n == 1 else f"{n} pairs"
-
-
 # ---------------------------------------------------------------------- chapter 10: shortfalls
 def _phrases(causes: Table, recorded: Mapping[str, dict], a: str, t: Thresholds) -> list[str]:
     """The causes of :func:`claims.shortfalls` that hold, in words."""
@@ -423,7 +419,7 @@ def summary_table(verdicts: Table, t: Thresholds = DEFAULT) -> Table:
     entangled = (
         NOT_MEASURED
         if pairs.empty
-        else f"mean |off-diagonal| {claims.mean_abs_off_diagonal(pairs):.2f}; {_pairs(int(pairs.holds.sum()))} entangled"
+        else f"mean |off-diagonal| {claims.mean_abs_off_diagonal(pairs):.2f}; {int(pairs.holds.sum())} entangled pair{'' if int(pairs.holds.sum()) == 1 else 's'}"
     )
     mixing = [
         f"range grows in {claims.count(grows.holds)[0]} of {len(grows)} targets"

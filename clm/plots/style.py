@@ -14,10 +14,16 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import logging
+
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
+
+# A missing font is not the reader's business: matplotlib falls back to DejaVu Sans and logs
+# "findfont: ..." at WARNING, which a notebook shows as a stderr block.
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 from matplotlib.patches import Patch
 
 from clm.core.attributes import ATTRIBUTES, NAMES
