@@ -270,12 +270,13 @@ if len(mix):
 win = compare_report.winners(best, metrics)
 reach = {a: {m: float(v) for m, v in best[best.attribute == a].set_index("method").reach.items()} for a in attributes}
 mono = compare_report.monotone_share(metrics, 0.9)
+wiki_reach = compare_report.wikitext_reach(tidy, base_rows, "interpolation", attributes, P.max_ppl_ratio)
 _ = P.record(
     reach=reach, budget=P.max_ppl_ratio, winners=win, monotone=mono,
     spearman={f"{r.method}/{r.attribute}": float(r.spearman) for r in metrics.itertuples()},
     mixture={a: {str(m): v for m, v in per.items()} for a, per in res["mixture"].items()},
     wording={a: r["chosen"] for a, r in dev["wording"].items()}, layer=dev["layer"],
-    wikitext_reach=compare_report.wikitext_reach(tidy, base_rows, "interpolation", attributes, P.max_ppl_ratio),
+    wikitext_reach=wiki_reach,
     dial=[min(P.alphas), max(P.alphas)],
 )  # fmt: skip
 
@@ -317,7 +318,6 @@ interp_verdict = (
 )  # fmt: skip
 fi, fl = fr[fr.method == "interpolation"], fr[fr.method == "logit-linear"]
 mi = metrics[metrics.method == "interpolation"]
-i_wiki = float(mi["wikitext_ratio_max"].max()) if "wikitext_ratio_max" in mi and len(mi) else float("nan")
 def wiki_of(names: list[str]) -> float:
     """The largest WikiText-2 ratio of interpolation over its dial, for these attributes."""
     m = mi[mi.attribute.isin(names)]
@@ -337,7 +337,6 @@ why = (
           f"{fl[fl.attribute.isin(beyond)].ppl_ratio.max():.2f}× the base's." if fl.attribute.isin(beyond).any() else "")
        if beyond else "")
 )  # fmt: skip
-wiki_reach = compare_report.wikitext_reach(tidy, base_rows, "interpolation", attributes, P.max_ppl_ratio)
 if wiki_reach:
     why += (" Judged instead by the model's WikiText-2 perplexity (the bar of chapters 4 and 7), interpolation "
             f"over its whole dial (α from {min(P.alphas):g} to {max(P.alphas):g}) reaches "

@@ -181,7 +181,5 @@ def conclusions_line(row: Table) -> str:
     if r["our finding"] == NOT_MEASURED:
         return f"chapter 8's comparison: {NOT_MEASURED}."
     holds = str(r["holds"])
-    verdict = {"no": "No", "yes": "Yes", "partly": "Partly"}.get(holds.split(":")[0].split(",")[0], holds)
-    rest = holds.split(":", 1)[1].strip() if ":" in holds else holds.split(",", 1)[1].strip() if "," in holds else ""
     return (f"Within chapter 8's fluency budget ({r['our test']}), the score range each method reaches, per "
-            f"attribute: {r['our finding']}. Does interpolation reach furthest? {verdict}{': ' + rest if rest else ''}.")
+            f"attribute: {r['our finding']}. Does interpolation reach furthest? {holds[:1].upper() + holds[1:]}.")
