@@ -41,9 +41,11 @@
 # ```{admonition} Run time
 # :class: warning
 # **With what `clm` ships** (this chapter's tables for SmolLM2-135M) a few minutes at `cpu`: the
-# continuations and their scores are read back. **Regenerating them** takes about three hours on
-# 2 CPU cores (about 20,000 continuations and as many perplexities, the mixture adapters'
-# training besides). Everything is keyed and resumable: a killed run continues where it stopped.
+# continuations and their scores are read back. **Regenerating them** takes about four and a half
+# hours on 2 CPU cores (about 17,000 continuations with their scores and perplexities, the
+# perplexities of chapter 4's 9,000 besides, and the mixture adapters' training; the three
+# attributes without trained methods took 86 minutes of it). Everything is keyed and resumable:
+# a killed run continues where it stopped.
 # ```
 
 # %% tags=["parameters", "hide-input"]
@@ -52,7 +54,7 @@ model = None  # base model (None: the preset's)
 data_dir = None  # the shared data (None: $CLM_DATA_DIR or ../shared/data)
 run_dir = None  # where notebooks share results (None: $CLM_RUN_DIR, else runs/<preset>)
 seed = 0
-attributes = ["sentiment", "formality"]  # attributes of every method but the trained ones (None: every attribute of the endpoints)
+attributes = None  # attributes of every method but the trained ones (None: every attribute of the endpoints)
 trained = ["sentiment", "formality"]  # attributes that also get logit arithmetic and mixture adapters
 prompts_file = None  # a .jsonl/.txt of prompts (None: <data_dir>/prompts/writing_prompts.jsonl)
 n_prompts = None  # evaluation prompts: the first n (None: the preset's)
@@ -87,8 +89,9 @@ ends, attributes, trained = P.ends, P.attributes, P.trained
 hf_logging.disable_progress_bar()  # no "Loading weights" bars in the book
 show.setup_line(
     P, f"Dev choices on the last {P.n_dev} prompts of `{P.prompts_file.name}`; the comparison on its first "
-    f"{P.n_prompts} × {P.n_samples} samples; prompting and steering on {', '.join(attributes)}, "
-    f"{', '.join(trained)} with every method; fluency budget {P.max_ppl_ratio:g}× the base's perplexity.",
+    f"{P.n_prompts} × {P.n_samples} samples; interpolation, prompting and steering on {', '.join(attributes)}; "
+    f"logit arithmetic and mixtures besides on {', '.join(trained)}; fluency budget {P.max_ppl_ratio:g}× the base's "
+    "perplexity.",
 )  # fmt: skip
 
 # %% [markdown]
@@ -117,7 +120,7 @@ res = compare_runs.run_all(P, im, scorers, table=lambda name: table_path(P, "com
                            chapter4_table=lambda name: table_path(P, name, ends), log=lambda _: None)  # fmt: skip
 tidy, base_rows = compare_runs.share_rows(res["tables"])
 dev = res["dev"]
-counts = tidy.groupby(["method", "attribute"], sort=False).size().unstack("attribute")
+counts = tidy.groupby(["method", "attribute"], sort=False).size().unstack("attribute")[attributes].astype("Int64")
 show.table(counts.loc[compare_report.order(counts.index)], index=True, digits=6,
            caption="Continuations per method and attribute on the evaluation prompts (shared rows included)")  # fmt: skip
 

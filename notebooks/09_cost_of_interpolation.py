@@ -275,7 +275,9 @@ show.findings("{line}.", line=sharding.describe(res.get("sharding")))
 # control` decodes one batch of 8 rows at a fixed setting (every α at 0.5) and with a schedule that
 # moves every attribute's α from 0.25 to 0.75 over the tokens, rewriting the table before every
 # token (the same prompts, greedy, the same seed; goal: at least 0.95× the fixed setting's tokens
-# per second). It also times the controller's solve, `Controller.weights_for`, for one target and
+# per second; the fixed setting is itself the interpolated model, one fused pass with every
+# attribute's terms, so its tokens per second sit below the bare base model's in the table of the
+# next section). It also times the controller's solve, `Controller.weights_for`, for one target and
 # for two solved jointly (goal: under 10 ms), and records both in the saved benchmark:
 
 # %% tags=["remove-input"]
@@ -323,7 +325,7 @@ _ = P.record(
 # %% tags=["remove-input"]
 met = [t["met"] for t in report.targets(res) if t["met"] is not None]
 show.findings(
-    "{summary}\n\nIn all, {n_met} of the {n} measured targets are met, on {machine}. {control}. {alt}.{tiny}",
+    "{summary}\n\nIn all, {n_met} of the {n} rows of the targets table are met, on {machine}. {control}. {alt}.{tiny}",
     summary=report.summary(res), n_met=sum(met), n=len(met), machine=report.label(res["machine"]),
     control=report.control_text(res.get("control")), alt=bench_alt.text(alt),
     tiny=" At the `tiny` preset the benchmark runs on the pico model: its numbers mean nothing." if tiny else "",

