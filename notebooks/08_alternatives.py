@@ -189,6 +189,7 @@ show.figure(
 # per-prompt means at a setting, averaged over settings); the **off-target drift** (the largest
 # move of each other attribute's mean, averaged over them); the median **perplexity ratio**;
 # the largest **WikiText-2 ratio** where a method defines one model per setting; and distinct-2.
+# Figure 8.2 shows the reach of every method at a glance; the tables after it hold the rest.
 
 # %% tags=["remove-input"]
 neutral = {"prompting": 0.0, "steering": 0.0, "logit-linear": 0.0}
@@ -198,6 +199,16 @@ metrics = metrics.merge(best[["method", "attribute", "reach"]], on=["method", "a
 cols = {"range": "range", "reach": "reach", "spearman": "ρ", "r2": "R²", "prompt_spread": "prompt spread",
         "drift_mean": "drift", "ppl_ratio_median": "ppl ratio", "wikitext_ratio_max": "WikiText ratio (max)",
         "distinct_2": "distinct-2"}  # fmt: skip
+fig = cplots.method_matrix(metrics.fillna({"reach": 0.0}), "reach", "reach within the budget", attributes, best="max")
+show.figure(
+    fig, "8.2",
+    f"Reach: the score range each method achieves while its continuations stay within {P.max_ppl_ratio:g}× the base's "
+    "perplexity, per attribute dialed; outlined: the widest. Blank: the method was not run on that attribute "
+    "(logit arithmetic and mixtures need trained endpoints and adapters; they ran on the trained attributes).",
+    alt="A grid of methods by attributes with the reach written in each cell, the largest per column outlined.",
+)  # fmt: skip
+
+# %% tags=["remove-input"]
 for a in attributes:
     m = metrics[metrics.attribute == a].set_index("method").loc[compare_report.order(metrics.method[metrics.attribute == a])]
     display(show.table(m[[c for c in cols if c in m.columns]].rename(columns=cols), index=True, digits=2,
@@ -206,7 +217,7 @@ for a in attributes:
 # %% tags=["remove-input"]
 fig = cplots.drift_matrix(metrics, attributes)
 show.figure(
-    fig, "8.2",
+    fig, "8.3",
     "Off-target drift: for each method and attribute dialed, the largest move of each other attribute's mean "
     "score over the dial, averaged over the other attributes (lower is more specific).",
     alt="A grid of methods by attributes with the drift written in each cell.",
@@ -260,7 +271,7 @@ mix = compare_report.mixture_table(mix_rows)
 if len(mix):
     fig = cplots.mixture_vs_interpolation(mix_rows)
     display(show.figure(
-        fig, "8.3",
+        fig, "8.4",
         "Left: the mean score of each mixture adapter and of the interpolated model at α = m (95 % intervals; m = 0 "
         "and 1 are the endpoints, shared). Right: the distance of each mixture's ΔW from the interpolated ΔW, over the "
         "endpoints' distance (dashed: 1, as far apart as the two endpoints).",

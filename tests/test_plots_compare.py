@@ -70,6 +70,19 @@ def test_drift_matrix_writes_every_measured_cell(tmp_path):
     check(fig, tmp_path, "drift")
 
 
+def test_reach_matrix_outlines_each_attributes_widest_method(tmp_path):
+    attrs = ("sentiment", "politeness", "formality")
+    m = pd.DataFrame([dict(method=me, attribute=a, reach=0.1 * i + 0.01 * j) for i, me in enumerate(METHODS)
+                      for j, a in enumerate(attrs) if a != "politeness" or me in METHODS[:3]])  # fmt: skip
+    m.loc[(m.method == "prompting") & (m.attribute == "politeness"), "reach"] = 0.9  # politeness' widest
+    fig = cplots.method_matrix(m, "reach", "reach", list(attrs), best="max")
+    ax = fig.axes[0]
+    assert len(ax.texts) == 3 * 6 - 3
+    boxes = sorted((round(r.get_x() + 0.48), round(r.get_y() + 0.46)) for r in ax.patches)
+    assert boxes == [(0, 5), (1, 1), (2, 5)]  # (column, row): mixture, prompting, mixture
+    check(fig, tmp_path, "reach")
+
+
 def test_mixture_vs_interpolation_two_panels_per_attribute(tmp_path):
     rows = []
     for a in ("sentiment", "formality"):

@@ -104,28 +104,43 @@ def drift_matrix(metrics: Any, attributes: Sequence[str] | None = None, methods:
     """Off-target drift as a heat map: rows methods, columns attributes dialed, each cell the mean
     over the other attributes of the largest move of their mean score (:func:`clm.experiments.compare.metrics`'
     ``drift_mean``), written in the cell; blank where a method did not dial that attribute."""
+    return method_matrix(metrics, "drift_mean", "drift", attributes, methods)
+
+
+def method_matrix(metrics: Any, column: str, label: str, attributes: Sequence[str] | None = None,
+                  methods: Sequence[str] | None = None, best: str | None = None) -> Figure:  # fmt: skip
+    """One metric as a heat map: rows methods, columns attributes, the value written in each cell
+    (blank where a method did not run on that attribute). ``best="max"`` (or ``"min"``) outlines
+    each column's best cell."""
     attrs = list(attributes) if attributes is not None else list(dict.fromkeys(metrics.attribute))
     methods = list(methods) if methods is not None else _order(metrics.method, list(METHOD_STYLES))
     m = np.full((len(methods), len(attrs)), np.nan)
     for i, me in enumerate(methods):
         for j, a in enumerate(attrs):
-            v = metrics[(metrics.method == me) & (metrics.attribute == a)]["drift_mean"]
+            v = metrics[(metrics.method == me) & (metrics.attribute == a)][column]
             if len(v):
                 m[i, j] = float(v.iloc[0])
     with style():
         fig, ax = plt.subplots(figsize=(WIDTH_IN, 0.42 * len(methods) + 1.0))
         top = np.nanmax(m) if np.isfinite(m).any() else 1.0
-        im = ax.imshow(np.ma.masked_invalid(m), cmap="Greys", vmin=0, vmax=top * 1.6, aspect="auto")
+        im = ax.imshow(np.ma.masked_invalid(m), cmap="Greys", vmin=0, vmax=top * 1.6 if top > 0 else 1, aspect="auto")
         for i in range(len(methods)):
             for j in range(len(attrs)):
                 if np.isfinite(m[i, j]):
-                    ax.text(j, i, f"{m[i, j]:.3f}", ha="center", va="center", fontsize=8.5, color="black")
+                    ax.text(j, i, f"{m[i, j]:.2f}" if best else f"{m[i, j]:.3f}", ha="center", va="center",
+                            fontsize=8.5, color="black")  # fmt: skip
+        if best in ("max", "min"):
+            for j in range(len(attrs)):
+                col = m[:, j]
+                if np.isfinite(col).any():
+                    i = int(np.nanargmax(col) if best == "max" else np.nanargmin(col))
+                    ax.add_patch(plt.Rectangle((j - 0.48, i - 0.46), 0.96, 0.92, fill=False, lw=2, ec=SERIES_COLORS[0]))
         ax.set_xticks(range(len(attrs)), attrs)
         ax.set_yticks(range(len(methods)), methods)
         ax.tick_params(length=0)
         ax.grid(False)
         ax.set_xlabel("attribute dialed")
-        fig.colorbar(im, ax=ax, label="drift", shrink=0.9)
+        fig.colorbar(im, ax=ax, label=label, shrink=0.9)
     return fig
 
 
