@@ -416,10 +416,11 @@ def summary_table(verdicts: Table, t: Thresholds = DEFAULT) -> Table:
     pairs = verdicts[verdicts.claim == "entangled"]
     grows, corner = verdicts[verdicts.claim == "range grows with λ"], verdicts[verdicts.claim == "own corner highest"]
     lo, hi = (f"{x:g}" for x in t.interval)
+    n_entangled = int(pairs.holds.sum())
     entangled = (
         NOT_MEASURED
         if pairs.empty
-        else f"mean |off-diagonal| {claims.mean_abs_off_diagonal(pairs):.2f}; {int(pairs.holds.sum())} entangled pair{'' if int(pairs.holds.sum()) == 1 else 's'}"
+        else f"mean |off-diagonal| {claims.mean_abs_off_diagonal(pairs):.2f}; {n_entangled} entangled pair{'' if n_entangled == 1 else 's'}"
     )
     mixing = [
         f"range grows in {claims.count(grows.holds)[0]} of {len(grows)} targets"

@@ -104,14 +104,14 @@ def drift_matrix(metrics: Any, attributes: Sequence[str] | None = None, methods:
     """Off-target drift as a heat map: rows methods, columns attributes dialed, each cell the mean
     over the other attributes of the largest move of their mean score (:func:`clm.experiments.compare.metrics`'
     ``drift_mean``), written in the cell; blank where a method did not dial that attribute."""
-    return method_matrix(metrics, "drift_mean", "drift", attributes, methods)
+    return method_matrix(metrics, "drift_mean", "drift", attributes, methods, decimals=3)
 
 
 def method_matrix(metrics: Any, column: str, label: str, attributes: Sequence[str] | None = None,
-                  methods: Sequence[str] | None = None, best: str | None = None) -> Figure:  # fmt: skip
+                  methods: Sequence[str] | None = None, best: str | None = None, decimals: int = 2) -> Figure:  # fmt: skip
     """One metric as a heat map: rows methods, columns attributes, the value written in each cell
-    (blank where a method did not run on that attribute). ``best="max"`` (or ``"min"``) outlines
-    each column's best cell."""
+    to ``decimals`` places (blank where a method did not run on that attribute). ``best="max"``
+    (or ``"min"``) outlines each column's best cell."""
     attrs = list(attributes) if attributes is not None else list(dict.fromkeys(metrics.attribute))
     methods = list(methods) if methods is not None else _order(metrics.method, list(METHOD_STYLES))
     m = np.full((len(methods), len(attrs)), np.nan)
@@ -127,8 +127,7 @@ def method_matrix(metrics: Any, column: str, label: str, attributes: Sequence[st
         for i in range(len(methods)):
             for j in range(len(attrs)):
                 if np.isfinite(m[i, j]):
-                    ax.text(j, i, f"{m[i, j]:.2f}" if best else f"{m[i, j]:.3f}", ha="center", va="center",
-                            fontsize=8.5, color="black")  # fmt: skip
+                    ax.text(j, i, f"{m[i, j]:.{decimals}f}", ha="center", va="center", fontsize=8.5, color="black")
         if best in ("max", "min"):
             for j in range(len(attrs)):
                 col = m[:, j]

@@ -9,24 +9,23 @@ every font is at least :data:`MIN_FONT_PT` points (11 CSS px). At most three pan
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import logging
-
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from clm.core.attributes import ATTRIBUTES, NAMES
 
 # A missing font is not the reader's business: matplotlib falls back to DejaVu Sans and logs
 # "findfont: ..." at WARNING, which a notebook shows as a stderr block.
 logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
-from matplotlib.patches import Patch
-
-from clm.core.attributes import ATTRIBUTES, NAMES
 
 #: Width of every figure in inches: the book's content width (680 CSS px at 100 px/in).
 WIDTH_IN = 6.8
